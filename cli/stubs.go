@@ -1,0 +1,53 @@
+package cli
+
+import "fmt"
+
+// SearchCmd is `occystrap search SOURCE PATTERN`.
+type SearchCmd struct {
+	Source         string `arg:"" help:"Image to search, as SCHEME://...."`
+	Pattern        string `arg:"" help:"Glob (or regular expression with --regex) matched against each file's path and base name."`
+	Regex          bool   `help:"Treat PATTERN as a regular expression."`
+	ScriptFriendly bool   `help:"Print one IMAGE:TAG:LAYER:PATH line per match."`
+}
+
+// Run is not implemented yet.
+func (s *SearchCmd) Run(a *app) error {
+	return fmt.Errorf("the search command is not implemented yet in this version of occystrap")
+}
+
+// InfoCmd is `occystrap info SOURCE`.
+type InfoCmd struct {
+	Source string `arg:"" help:"Image to describe, as SCHEME://...."`
+}
+
+// Run is not implemented yet.
+func (i *InfoCmd) Run(a *app) error {
+	return fmt.Errorf("the info command is not implemented yet in this version of occystrap")
+}
+
+// CheckCmd is `occystrap check SOURCE [--fast]`.
+type CheckCmd struct {
+	Source string `arg:"" help:"Image to check, as SCHEME://...."`
+	Fast   bool   `help:"Check only the manifest and config; download no layer."`
+}
+
+// Run is not implemented yet.
+func (c *CheckCmd) Run(a *app) error {
+	return fmt.Errorf("the check command is not implemented yet in this version of occystrap")
+}
+
+// ProxyCmd is `occystrap proxy --downstream REGISTRY`.
+type ProxyCmd struct {
+	Listen           string   `short:"l" default:"127.0.0.1:5050" help:"Address to listen on, HOST:PORT."`
+	Downstream       string   `short:"d" required:"" help:"Registry (and optional path prefix) to push filtered images to."`
+	Filter           []string `short:"f" sep:"none" help:"Filter to apply to every image; repeatable."`
+	Concurrency      int      `short:"c" default:"4" help:"Images processed at once."`
+	Upstream         string   `short:"u" help:"Registry to pull through from, as [USER:PASS@]HOST."`
+	UpstreamUsername string   `env:"OCCYSTRAP_UPSTREAM_USERNAME" help:"User name for the upstream registry."`
+	UpstreamPassword string   `env:"OCCYSTRAP_UPSTREAM_PASSWORD" help:"Password for the upstream registry."`
+}
+
+// Run is not implemented yet.
+func (p *ProxyCmd) Run(a *app) error {
+	return fmt.Errorf("the proxy command is not implemented yet in this version of occystrap")
+}

@@ -1,0 +1,106 @@
+package elements
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrDigestMismatch is wrapped by every *DigestError, for errors.Is.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+// DigestError reports bytes whose digest is not the one they were named by.
+type DigestError struct {
+	What string        // what was read, for the message
+	Want digest.Digest // the digest it should have
+	Got  digest.Digest // the digest it has
+}
+
+func (e *DigestError) Error() string {
+	return fmt.Sprintf("%s: content does not match its digest: want %s, got %s", e.What, e.Want, e.Got)
+}
+
+// Unwrap makes errors.Is(err, ErrDigestMismatch) true.
+func (e *DigestError) Unwrap() error { return ErrDigestMismatch }
+
+// Digester tees the bytes read through it into a sha256 hash and counts
+// them. It is not safe for concurrent use.
+type Digester struct {
+	r io.Reader
+	c io.Closer
+	h hash.Hash
+	n int64
+}
+
+// NewDigester returns a Digester reading from r. Closing it closes r if r is
+// an io.Closer.
+func NewDigester(r io.Reader) *Digester {
+	c, _ := r.(io.Closer)
+	return &Digester{r: r, c: c, h: sha256.New()}
+}
+
+// Read reads from the underlying reader and hashes what it returns.
+func (d *Digester) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if n > 0 {
+		d.h.Write(p[:n])
+		d.n += int64(n)
+	}
+	return n, err
+}
+
+// Close closes the underlying reader if it is an io.Closer.
+func (d *Digester) Close() error {
+	if d.c == nil {
+		return nil
+	}
+	return d.c.Close()
+}
+
+// Digest returns the sha256 digest of the bytes read so far.
+func (d *Digester) Digest() digest.Digest {
+	return digest.NewDigestFromBytes(digest.SHA256, d.h.Sum(nil))
+}
+
+// Size returns how many bytes have been read so far.
+func (d *Digester) Size() int64 { return d.n }
+
+// NewVerifier returns a reader of rc that fails its final Read with a
+// *DigestError instead of io.EOF when the bytes read do not have digest
+// want. what names the stream in the error. Closing it closes rc.
+// Only sha256 digests are supported; any other algorithm fails at once.
+func NewVerifier(rc io.ReadCloser, want digest.Digest, what string) io.ReadCloser {
+	return &verifier{d: NewDigester(rc), rc: rc, want: want, what: what}
+}
+
+type verifier struct {
+	d    *Digester
+	rc   io.ReadCloser
+	want digest.Digest
+	what string
+	err  error
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	if v.want.Algorithm() != digest.SHA256 {
+		v.err = fmt.Errorf("%s: unsupported digest %q", v.what, v.want)
+		return 0, v.err
+	}
+	n, err := v.d.Read(p)
+	if err == io.EOF {
+		if got := v.d.Digest(); got != v.want {
+			v.err = &DigestError{What: v.what, Want: v.want, Got: got}
+			return n, v.err
+		}
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error { return v.rc.Close() }

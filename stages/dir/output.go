@@ -1,0 +1,304 @@
+// Package dir writes images to a directory in the original tool's layout:
+// one <name>/layer.tar per layer, the config, a manifest file and
+// catalog.json, which lets many images share one directory and its layers.
+// With expand=true it also writes the image's merged filesystem.
+package dir
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/occystrap/occystrap/elements"
+	"github.com/occystrap/occystrap/engine/flow"
+	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/tarball"
+	"github.com/occystrap/occystrap/stages/unpack"
+	"github.com/occystrap/occystrap/uri"
+	"github.com/rs/zerolog"
+)
+
+// Options are the dir:// query options.
+type Options struct {
+	// UniqueNames names the manifest manifest-<image>-<tag>.json, so that
+	// several images can share the directory, and records ImageName in it.
+	UniqueNames bool
+	// Expand also writes the merged filesystem to PATH/<manifest stem>/.
+	Expand bool
+}
+
+// Output writes an image into a directory. Everything is written into a
+// staging directory first and moved into place only when the whole image
+// is written, so a failure leaves the destination as it was.
+type Output struct {
+	path     string
+	opts     Options
+	log      zerolog.Logger
+	progress stages.Progress
+	result   stages.Result
+}
+
+// NewOutput returns an Output writing into the directory at path. It does
+// no I/O.
+func NewOutput(path string, opts Options, env stages.Env) *Output {
+	p := env.Progress
+	if p == nil {
+		p = stages.NoProgress{}
+	}
+	return &Output{path: path, opts: opts, log: env.Log, progress: p}
+}
+
+// Result reports what the last successful Run wrote.
+func (o *Output) Result() stages.Result { return o.result }
+
+const writeBuffer = 1 << 20 // batches the tar reader's small reads into large writes
+
+// Run consumes the image's elements and writes them.
+func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
+	st, err := newStage(o.path)
+	if err != nil {
+		return err
+	}
+	defer st.abort()
+	start := time.Now()
+
+	var (
+		image, tag = "unknown", "unknown"
+		ref        string
+		configName string
+		layers     []string
+		total      int64
+		unpacker   *unpack.Unpacker
+		stem       = "manifest"
+	)
+	defer func() {
+		if unpacker != nil {
+			unpacker.Close()
+		}
+	}()
+	for {
+		el, ok, err := flow.Recv(ctx, in)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch el.Kind {
+		case elements.KindImage:
+			el.Close()
+			ref = el.Name
+			if ref != "" {
+				image, tag = splitRef(ref)
+			}
+			if o.opts.UniqueNames {
+				stem = "manifest-" + strings.ReplaceAll(image, "/", "_") + "-" + strings.ReplaceAll(tag, "/", "_")
+			}
+			if o.opts.Expand {
+				root := filepath.Join(st.dir, stem)
+				if err := os.Mkdir(root, 0o755); err != nil {
+					return fmt.Errorf("create %s: %w", root, err)
+				}
+				unpacker, err = unpack.New(root, unpack.Options{Log: o.log, Owner: os.Geteuid() == 0})
+				if err != nil {
+					return err
+				}
+			}
+		case elements.KindConfig:
+			data, err := tarball.ReadConfig(el)
+			if err != nil {
+				return err
+			}
+			configName = el.Name
+			if err := checkName(configName); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(st.dir, configName), data, 0o644); err != nil {
+				return fmt.Errorf("write config: %w", err)
+			}
+			total += int64(len(data))
+		case elements.KindLayer:
+			if err := checkName(el.Name); err != nil {
+				el.Close()
+				return err
+			}
+			n, err := o.writeLayer(ctx, st, el, unpacker)
+			if err != nil {
+				return err
+			}
+			layers = append(layers, el.Name+"/layer.tar")
+			total += n
+		default:
+			el.Close()
+		}
+	}
+	if configName == "" {
+		return fmt.Errorf("write %s: the input sent no image config", o.path)
+	}
+	if unpacker != nil {
+		if err := unpacker.Finish(); err != nil {
+			return err
+		}
+	}
+
+	m := map[string]any{"Config": configName, "Layers": layers, "RepoTags": []string{tarball.Familiar(ref)}}
+	if ref == "" {
+		m["RepoTags"] = []string{}
+	}
+	if o.opts.UniqueNames {
+		m["ImageName"] = image
+	}
+	manifestName := stem + ".json"
+	if err := writeJSON(filepath.Join(st.dir, manifestName), []any{m}); err != nil {
+		return err
+	}
+	if err := st.commit(image, tag, manifestName); err != nil {
+		return err
+	}
+	o.result = stages.Result{Image: ref, Bytes: total, Layers: len(layers), Path: o.path}
+	o.log.Info().Msgf("Processed %d bytes in %d layers in %.1f seconds", total, len(layers), time.Since(start).Seconds())
+	return nil
+}
+
+// writeLayer writes <name>/layer.tar unless the destination already has
+// it, and applies the layer to the expanded tree when there is one.
+func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker) (int64, error) {
+	exists := st.hasLayer(el.Name)
+	if exists && u == nil {
+		o.log.Debug().Str("layer", el.Name).Msg("layer already present; skipped")
+		el.Close()
+		return 0, nil
+	}
+	size := int64(-1)
+	if elements.CompressionOf(el.MediaType) == elements.None {
+		size = el.Size
+	}
+	tr := o.progress.Track(el.Name, size)
+	n, err := o.streamLayer(ctx, st, el, u, exists)
+	tr.Add(n)
+	tr.Done(err)
+	return n, err
+}
+
+func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, exists bool) (int64, error) {
+	index := el.Index
+	what := el.String()
+	r, err := elements.OpenTar(el)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	counter := &countWriter{}
+	var sink io.Writer = counter
+	var file *os.File
+	var bw *bufio.Writer
+	if !exists {
+		dir := filepath.Join(st.dir, el.Name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return 0, fmt.Errorf("create %s: %w", dir, err)
+		}
+		file, err = os.Create(filepath.Join(dir, "layer.tar"))
+		if err != nil {
+			return 0, fmt.Errorf("create layer file: %w", err)
+		}
+		defer file.Close()
+		bw = bufio.NewWriterSize(file, writeBuffer)
+		sink = io.MultiWriter(bw, counter)
+	}
+	src := io.TeeReader(r, sink)
+	if u != nil {
+		if err := u.Apply(ctx, index, src); err != nil {
+			return counter.n, fmt.Errorf("expand %s: %w", what, err)
+		}
+	}
+	// Drain the rest (all of it without expand, the end-of-archive padding
+	// with it), which also completes the diff ID check.
+	if _, err := copyCtx(ctx, io.Discard, src); err != nil {
+		return counter.n, fmt.Errorf("write %s: %w", what, err)
+	}
+	if bw != nil {
+		if err := bw.Flush(); err != nil {
+			return counter.n, fmt.Errorf("write %s: %w", what, err)
+		}
+		if err := file.Close(); err != nil {
+			return counter.n, fmt.Errorf("write %s: %w", what, err)
+		}
+	}
+	o.log.Debug().Str("layer", el.Name).Int64("bytes", counter.n).Msg("wrote layer")
+	return counter.n, nil
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// copyCtx copies in 1 MiB reads, checking ctx between them.
+func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, writeBuffer)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, context.Cause(ctx)
+		}
+		m, rerr := src.Read(buf)
+		if m > 0 {
+			if _, err := dst.Write(buf[:m]); err != nil {
+				return n, err
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// splitRef splits a reference into the image name catalog.json uses (the
+// familiar name without tag) and its tag (or digest).
+func splitRef(ref string) (image, tag string) {
+	r, err := uri.ParseReference(ref)
+	if err != nil {
+		return ref, "latest"
+	}
+	tag = r.Tag
+	if tag == "" {
+		tag = r.Digest
+	}
+	r.Tag, r.Digest = "", ""
+	return r.Familiar(), tag
+}
+
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") ||
+		name == "catalog.json" || strings.HasPrefix(name, "manifest") || strings.HasPrefix(name, stagePrefix) {
+		return fmt.Errorf("element name %q is not usable as a file name in a dir:// output", name)
+	}
+	return nil
+}
+
+// writeJSON writes v as the original did: 4-space indent, sorted keys, no
+// trailing newline.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "    ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}

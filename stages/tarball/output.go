@@ -1,0 +1,211 @@
+package tarball
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/occystrap/occystrap/elements"
+	"github.com/occystrap/occystrap/engine/flow"
+	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/staging"
+	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
+)
+
+// Output writes a docker-loadable v1.2 tarball: the config as <hex>.json,
+// one <name>/layer.tar (uncompressed) per layer in image order, and
+// manifest.json last. The file is written under a temporary name and
+// renamed only when complete.
+type Output struct {
+	path     string
+	log      zerolog.Logger
+	progress stages.Progress
+	result   stages.Result
+}
+
+// NewOutput returns an Output writing the tarball at path. It does no I/O.
+func NewOutput(path string, env stages.Env) *Output {
+	p := env.Progress
+	if p == nil {
+		p = stages.NoProgress{}
+	}
+	return &Output{path: path, log: env.Log, progress: p}
+}
+
+// Result reports what the last successful Run wrote.
+func (o *Output) Result() stages.Result { return o.result }
+
+// Run consumes the image's elements and writes the tarball.
+func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
+	f, err := staging.NewFile(o.path)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	start := time.Now()
+	a := newArchive(f.File)
+
+	var (
+		ref        string
+		configName string
+		layers     []string
+		written    = map[string]bool{}
+		total      int64
+	)
+	for {
+		el, ok, err := flow.Recv(ctx, in)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch el.Kind {
+		case elements.KindImage:
+			ref = el.Name
+			el.Close()
+		case elements.KindConfig:
+			data, err := ReadConfig(el)
+			if err != nil {
+				return err
+			}
+			configName = digest.FromBytes(data).Encoded() + ".json"
+			if err := a.add(configName, data); err != nil {
+				return err
+			}
+			total += int64(len(data))
+		case elements.KindLayer:
+			name := el.Name + "/layer.tar"
+			if err := checkName(el.Name); err != nil {
+				el.Close()
+				return err
+			}
+			n, err := o.writeLayer(ctx, a, el, name, written[name])
+			if err != nil {
+				return err
+			}
+			written[name] = true
+			layers = append(layers, name)
+			total += n
+		default:
+			el.Close()
+		}
+	}
+	if configName == "" {
+		return fmt.Errorf("write %s: the input sent no image config", o.path)
+	}
+	var tags []string
+	if ref != "" {
+		tags = []string{Familiar(ref)}
+	}
+	if err := a.add("manifest.json", manifestJSON(layers, tags, configName)); err != nil {
+		return err
+	}
+	if err := a.close(); err != nil {
+		return err
+	}
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	o.result = stages.Result{Image: ref, Bytes: total, Layers: len(layers), Path: o.path}
+	o.log.Info().Msgf("Processed %d bytes in %d layers in %.1f seconds", total, len(layers), time.Since(start).Seconds())
+	return nil
+}
+
+// writeLayer streams one layer's tar into the archive, verifying its diff
+// ID on the way. A layer already written under the same name (an image may
+// use one layer twice) is read and verified but not written again.
+func (o *Output) writeLayer(ctx context.Context, a *archive, el elements.Element, name string, dup bool) (int64, error) {
+	size := int64(-1)
+	if elements.CompressionOf(el.MediaType) == elements.None {
+		size = el.Size
+	}
+	tr := o.progress.Track(el.Name, size)
+	r, err := elements.OpenTar(el)
+	if err != nil {
+		tr.Done(err)
+		return 0, err
+	}
+	defer r.Close()
+	src := stages.TrackReader(r, tr)
+	var n int64
+	if dup {
+		n, err = io.Copy(io.Discard, src)
+	} else {
+		n, err = a.addStream(ctx, name, src)
+	}
+	tr.Done(err)
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", el, err)
+	}
+	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
+	return n, nil
+}
+
+// ReadConfig reads a config element's body whole (configs are small; the
+// size is bounded against hostile input) and closes it.
+func ReadConfig(el elements.Element) ([]byte, error) {
+	defer el.Close()
+	if el.Body == nil {
+		return nil, fmt.Errorf("read config %s: no body", el.Name)
+	}
+	data, err := io.ReadAll(io.LimitReader(el.Body, maxMetadataSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", el.Name, err)
+	}
+	if len(data) > maxMetadataSize {
+		return nil, fmt.Errorf("read config %s: larger than %d bytes", el.Name, maxMetadataSize)
+	}
+	if el.Digest != "" {
+		if got := digest.FromBytes(data); got != el.Digest {
+			return nil, &elements.DigestError{What: "config " + el.Name, Want: el.Digest, Got: got}
+		}
+	}
+	return data, nil
+}
+
+// checkName refuses layer names that are not a single plain path
+// component: they become directory names in outputs.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return fmt.Errorf("layer name %q is not usable as a file name", name)
+	}
+	return nil
+}
+
+// manifestJSON renders manifest.json as the original tool did: Python's
+// json.dumps with its default separators and keys Layers, RepoTags, Config.
+func manifestJSON(layers, tags []string, config string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`[{"Layers": `)
+	pyList(&b, layers)
+	b.WriteString(`, "RepoTags": `)
+	pyList(&b, tags)
+	b.WriteString(`, "Config": `)
+	pyString(&b, config)
+	b.WriteString(`}]`)
+	return b.Bytes()
+}
+
+func pyList(b *bytes.Buffer, items []string) {
+	b.WriteByte('[')
+	for i, s := range items {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		pyString(b, s)
+	}
+	b.WriteByte(']')
+}
+
+func pyString(b *bytes.Buffer, s string) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s)
+	b.Truncate(b.Len() - 1) // Encode adds a newline
+}
