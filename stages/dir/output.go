@@ -196,9 +196,8 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 		return 0, err
 	}
 	defer r.Close()
-	counter := &countWriter{}
-	var sink io.Writer = counter
 	var file *os.File
+	var sink io.Writer = io.Discard
 	var bw *bufio.Writer
 	if !exists {
 		dir := filepath.Join(st.dir, el.Name)
@@ -211,29 +210,51 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 		}
 		defer file.Close()
 		bw = bufio.NewWriterSize(file, writeBuffer)
-		sink = io.MultiWriter(bw, counter)
+		sink = bw
 	}
-	src := io.TeeReader(r, sink)
-	if u != nil {
-		if err := u.Apply(ctx, index, src); err != nil {
-			return counter.n, fmt.Errorf("expand %s: %w", what, err)
-		}
+	var n int64
+	if u == nil {
+		n, err = copyCtx(ctx, sink, r)
+	} else {
+		n, err = o.expandLayer(ctx, u, index, r, sink)
 	}
-	// Drain the rest (all of it without expand, the end-of-archive padding
-	// with it), which also completes the diff ID check.
-	if _, err := copyCtx(ctx, io.Discard, src); err != nil {
-		return counter.n, fmt.Errorf("write %s: %w", what, err)
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", what, err)
 	}
 	if bw != nil {
 		if err := bw.Flush(); err != nil {
-			return counter.n, fmt.Errorf("write %s: %w", what, err)
+			return n, fmt.Errorf("write %s: %w", what, err)
 		}
 		if err := file.Close(); err != nil {
-			return counter.n, fmt.Errorf("write %s: %w", what, err)
+			return n, fmt.Errorf("write %s: %w", what, err)
 		}
 	}
-	o.log.Debug().Str("layer", el.Name).Int64("bytes", counter.n).Msg("wrote layer")
-	return counter.n, nil
+	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
+	return n, nil
+}
+
+// expandLayer copies r to sink (verifying it on the way) in this goroutine
+// and applies it to the expanded tree in another, so that hashing and
+// writing the layer file overlap with extraction.
+func (o *Output) expandLayer(ctx context.Context, u *unpack.Unpacker, index int, r io.Reader, sink io.Writer) (int64, error) {
+	pr, pw := io.Pipe()
+	applied := make(chan error, 1)
+	go func() {
+		err := u.Apply(ctx, index, pr)
+		if err == nil {
+			// Read the end-of-archive padding too, so the copy completes.
+			_, err = io.Copy(io.Discard, pr)
+		}
+		pr.CloseWithError(err) // unblocks the copy if Apply stopped early
+		applied <- err
+	}()
+	n, err := copyCtx(ctx, io.MultiWriter(sink, pw), r)
+	pw.CloseWithError(err) // io.EOF to Apply on success (nil closes cleanly)
+	aerr := <-applied
+	if aerr != nil {
+		return n, fmt.Errorf("expand: %w", aerr)
+	}
+	return n, err
 }
 
 type countWriter struct{ n int64 }

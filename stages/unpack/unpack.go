@@ -18,6 +18,7 @@ package unpack
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -42,9 +43,9 @@ const (
 	maxChain = 64      // directory descriptors kept open at most (plus one)
 
 	reasonEscapes     = "path escapes the root"
-	reasonSymlink     = "path goes through a symlink that leaves the root"
+	reasonSymlink     = "path escapes the root through a symlink (absolute symlinks count as leaving it)"
 	reasonLinkEscapes = "hardlink target escapes the root"
-	reasonLinkSymlink = "hardlink target goes through a symlink that leaves the root"
+	reasonLinkSymlink = "hardlink target escapes the root through a symlink"
 	reasonRoot        = "entry would replace the root directory"
 	reasonWhiteout    = "whiteout names an invalid path"
 )
@@ -118,6 +119,7 @@ type Unpacker struct {
 	escapeErr error // the error os.Root gives for paths that leave it
 
 	buf   []byte
+	br    *bufio.Reader
 	times [2]unix.Timespec // scratch for utimensat
 
 	// chain caches open descriptors of the directories most recently
@@ -177,8 +179,9 @@ func New(root string, opts Options) (*Unpacker, error) {
 
 // Apply applies one layer, read as an uncompressed tar stream from r, on
 // top of what is already in the root. layer is the layer's index, used in
-// messages. Apply reads headers until the end-of-archive marker and leaves
-// any remainder of r unread. It checks ctx between entries (and between
+// messages. Apply reads headers until the end-of-archive marker; the caller
+// drains any remainder of r (Apply reads r through a buffer, so it may have
+// consumed part of that remainder already). It checks ctx between entries (and between
 // chunks of large files). Directory modes and times are applied by Finish.
 func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
 	if u.closed {
@@ -190,6 +193,16 @@ func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
 	clear(u.seen)
 	defer clear(u.seen)
 	u.layer = layer
+	if _, ok := r.(io.ByteReader); !ok {
+		// Buffer small reads (512-byte headers); large reads bypass it.
+		if u.br == nil {
+			u.br = bufio.NewReaderSize(r, 64<<10)
+		} else {
+			u.br.Reset(r)
+		}
+		defer u.br.Reset(nil)
+		r = u.br
+	}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
