@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -53,6 +54,7 @@ type Globals struct {
 	OutputFormat string `short:"O" enum:"text,json" default:"text" help:"Format of command results on stdout: text or json."`
 	Retries      int    `env:"OCCYSTRAP_RETRIES" default:"3" help:"Retries for transient network failures."`
 	Stats        bool   `help:"Print per-stage statistics (elements, bytes, busy and waiting time) to stderr at the end."`
+	CPUProfile   string `name:"cpu-profile" hidden:"" type:"path" help:"Write a Go CPU profile to this file."`
 }
 
 // CLI is the whole command line.
@@ -128,6 +130,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	a := &app{ctx: ctx, stdout: stdout, stderr: stderr, g: &c.Globals, tty: isTerminal(stderr)}
 	a.log = newLogger(stderr, &c.Globals, a.tty)
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return exitError
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return exitError
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := kctx.Run(a); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -61,6 +61,10 @@ type Element struct {
 	DiffID    digest.Digest // digest of the uncompressed layer tar, "" if unknown
 	Size      int64         // bytes in Body, -1 if unknown
 	Body      io.ReadCloser // owned by the receiver: pass it on or Close it, once
+	// Source, when not nil, says where Body's bytes lie in a file, so that
+	// an output can copy them in the kernel (see FileRange). A stage that
+	// changes Body must set it to nil.
+	Source *FileRange
 }
 
 // Close closes the Element's Body if it has one. It is safe to call on an

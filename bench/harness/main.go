@@ -42,6 +42,7 @@ func main() {
 	layers := flag.Int("layers", 8, "layers in the generated image")
 	runs := flag.Int("runs", 3, "runs of each command (the median is reported)")
 	work := flag.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
+	settle := flag.Duration("settle", 2*time.Second, "pause after cleaning up between runs, so that freeing the last run's files does not slow the next")
 	bin := flag.String("bin", "bin/occystrap", "occystrap binary to measure")
 	flag.Parse()
 	n, err := parseSize(*size)
@@ -68,24 +69,13 @@ func main() {
 	layerFiles := splitLayers(in, filepath.Join(*work, "layers"))
 
 	out := filepath.Join(*work, "out")
-	type row struct {
-		name string
-		m    measure
-	}
-	var rows []row
-	add := func(name string, setup func(), fn func() measure) measure {
-		var ms []measure
-		for range *runs {
-			if setup != nil {
-				setup()
-			}
-			ms = append(ms, fn())
-		}
-		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
-		m := ms[len(ms)/2]
-		rows = append(rows, row{name, m})
-		log.Printf("%-44s %8.3fs  %6.1f MiB", name, m.wall.Seconds(), float64(m.maxRSS)/(1<<20))
-		return m
+	// The commands run round-robin, -runs times each, so that slow spells
+	// of the machine's disk spread over all of them; the median is kept.
+	type job struct {
+		name  string
+		setup func()
+		fn    func() measure
+		ms    []measure
 	}
 	// Each run starts from an empty output directory with nothing waiting
 	// to be written back, so that one run's writeback does not slow the next.
@@ -93,35 +83,53 @@ func main() {
 		os.RemoveAll(out)
 		os.MkdirAll(out, 0o755)
 		exec.Command("sync").Run()
+		time.Sleep(*settle) // let the file system finish freeing (discard) what was removed
 	}
-
-	cp := add("cp image.tar", clean, func() measure { return runCmd("cp", in, filepath.Join(out, "copy.tar")) })
-	sum := add("sha256 of image.tar (Go crypto/sha256)", clean, func() measure { return hashFile(in) })
-	ours := add("occystrap tar -> tar", clean, func() measure {
-		return runCmd(binPath, "process", "tar://"+in, "tar://"+filepath.Join(out, "copy.tar"))
-	})
-	tarx := add("tar -x of each layer, one after another", clean, func() measure {
-		var total measure
-		for _, l := range layerFiles {
-			m := runCmd("tar", "-xf", l, "-C", out)
-			total.wall += m.wall
-			total.maxRSS = max(total.maxRSS, m.maxRSS)
+	jobs := []*job{
+		{name: "cp image.tar", setup: clean, fn: func() measure { return runCmd("cp", in, filepath.Join(out, "copy.tar")) }},
+		{name: "sha256 of image.tar (Go crypto/sha256)", setup: clean, fn: func() measure { return hashFile(in) }},
+		{name: "occystrap tar -> tar", setup: clean, fn: func() measure {
+			return runCmd(binPath, "process", "tar://"+in, "tar://"+filepath.Join(out, "copy.tar"))
+		}},
+		{name: "tar -x of each layer, one after another", setup: clean, fn: func() measure {
+			var total measure
+			for _, l := range layerFiles {
+				m := runCmd("tar", "-xf", l, "-C", out)
+				total.wall += m.wall
+				total.maxRSS = max(total.maxRSS, m.maxRSS)
+			}
+			return total
+		}},
+		{name: "occystrap tar -> dir?expand=true", setup: clean, fn: func() measure {
+			return runCmd(binPath, "process", "tar://"+in, "dir://"+filepath.Join(out, "d")+"?expand=true")
+		}},
+	}
+	for range *runs {
+		for _, j := range jobs {
+			j.setup()
+			m := j.fn()
+			log.Printf("%-44s %8.3fs  %6.1f MiB", j.name, m.wall.Seconds(), float64(m.maxRSS)/(1<<20))
+			j.ms = append(j.ms, m)
 		}
-		return total
-	})
-	expand := add("occystrap tar -> dir?expand=true", clean, func() measure {
-		return runCmd(binPath, "process", "tar://"+in, "dir://"+filepath.Join(out, "d")+"?expand=true")
-	})
+	}
+	median := func(j *job) measure {
+		ms := slices.Clone(j.ms)
+		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
+		return ms[len(ms)/2]
+	}
+	cp, sum, ours, tarx, expand := median(jobs[0]), median(jobs[1]), median(jobs[2]), median(jobs[3]), median(jobs[4])
+	clean()
 
 	fmt.Printf("\nImage: %s in %d layers, %d runs each, median.\n\n", *size, *layers, *runs)
 	fmt.Println("| command | wall time | peak RSS |")
 	fmt.Println("|---|---:|---:|")
-	for _, r := range rows {
+	for _, j := range jobs {
+		m := median(j)
 		rss := "-"
-		if r.m.maxRSS > 0 {
-			rss = fmt.Sprintf("%.1f MiB", float64(r.m.maxRSS)/(1<<20))
+		if m.maxRSS > 0 {
+			rss = fmt.Sprintf("%.1f MiB", float64(m.maxRSS)/(1<<20))
 		}
-		fmt.Printf("| %s | %.3f s | %s |\n", r.name, r.m.wall.Seconds(), rss)
+		fmt.Printf("| %s | %.3f s | %s |\n", j.name, m.wall.Seconds(), rss)
 	}
 	floor := cp.wall + sum.wall
 	fmt.Printf("\ntar -> tar: %.3f s against a floor of %.3f s (cp + sha256): %.2fx (goal: at most 1.5x)\n",
@@ -135,7 +143,7 @@ func main() {
 // runCmd runs a command and returns its wall time and peak RSS.
 func runCmd(name string, args ...string) measure {
 	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.Stdout, cmd.Stderr = nil, nil // /dev/null: the measure is of the work, not of our logging
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		log.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)

@@ -191,6 +191,7 @@ func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element,
 func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, exists bool) (int64, error) {
 	index := el.Index
 	what := el.String()
+	raw := tarball.RawRange(el)
 	r, err := elements.OpenTar(el)
 	if err != nil {
 		return 0, err
@@ -199,6 +200,7 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 	var file *os.File
 	var sink io.Writer = io.Discard
 	var bw *bufio.Writer
+	copied := make(chan error, 1)
 	if !exists {
 		dir := filepath.Join(st.dir, el.Name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -209,8 +211,20 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 			return 0, fmt.Errorf("create layer file: %w", err)
 		}
 		defer file.Close()
-		bw = bufio.NewWriterSize(file, writeBuffer)
-		sink = bw
+		if raw != nil {
+			// An uncompressed range of the input file: copy it in the
+			// kernel while the stream below is verified (and expanded).
+			// The copy must end before r is closed, which releases the file.
+			go func() {
+				_, err := elements.CopyRange(file, 0, *raw, func(int64) error { return ctx.Err() })
+				copied <- err
+			}()
+			defer func() { <-copied }()
+		} else {
+			close(copied)
+			bw = bufio.NewWriterSize(file, writeBuffer)
+			sink = bw
+		}
 	}
 	var n int64
 	if u == nil {
@@ -220,6 +234,12 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 	}
 	if err != nil {
 		return n, fmt.Errorf("write %s: %w", what, err)
+	}
+	if raw != nil && file != nil {
+		if err := <-copied; err != nil {
+			return n, fmt.Errorf("write %s: %w", what, err)
+		}
+		copied <- nil // for the deferred wait
 	}
 	if bw != nil {
 		if err := bw.Flush(); err != nil {

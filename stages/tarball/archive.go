@@ -2,7 +2,9 @@ package tarball
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/occystrap/occystrap/elements"
 	"io"
 	"os"
 	"strconv"
@@ -87,6 +89,34 @@ func (a *archive) addStream(ctx context.Context, name string, r io.Reader) (int6
 	return n, nil
 }
 
+// addRange writes a member whose bytes are a range of another file,
+// copying them in the kernel where possible (elements.CopyRange), while
+// verify reads the same bytes through their digest check. Both must
+// succeed for the member to count.
+func (a *archive) addRange(ctx context.Context, name string, src elements.FileRange, verify func() error, progress func(int64)) (int64, error) {
+	hdr, err := header(name, src.Length)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.write(hdr); err != nil {
+		return 0, err
+	}
+	verified := make(chan error, 1)
+	go func() { verified <- verify() }()
+	n, err := elements.CopyRange(a.f, a.off, src, func(n int64) error {
+		progress(n)
+		return ctx.Err()
+	})
+	a.off += n
+	if verr := <-verified; verr != nil {
+		return n, verr
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, a.pad(n)
+}
+
 // close writes the end-of-archive marker and pads to a whole record.
 func (a *archive) close() error {
 	end := a.off + 2*blockSize
@@ -97,7 +127,7 @@ func (a *archive) close() error {
 }
 
 func (a *archive) write(b []byte) error {
-	n, err := a.f.Write(b)
+	n, err := a.f.WriteAt(b, a.off)
 	a.off += int64(n)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", a.f.Name(), err)

@@ -188,6 +188,7 @@ func (in *Input) Run(ctx context.Context, out chan<- elements.Element) error {
 			el.Digest = el.DiffID
 		}
 		el.Body = idx.open(l.e)
+		el.Source = &elements.FileRange{File: idx.file.File, Offset: l.e.offset, Length: l.e.size}
 		if el.Digest != "" {
 			el.Body = elements.NewVerifier(el.Body, el.Digest, el.String())
 		}

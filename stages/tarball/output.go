@@ -126,18 +126,26 @@ func (o *Output) writeLayer(ctx context.Context, a *archive, el elements.Element
 		size = el.Size
 	}
 	tr := o.progress.Track(el.Name, size)
+	raw := RawRange(el)
 	r, err := elements.OpenTar(el)
 	if err != nil {
 		tr.Done(err)
 		return 0, err
 	}
 	defer r.Close()
-	src := stages.TrackReader(r, tr)
 	var n int64
-	if dup {
-		n, err = io.Copy(io.Discard, src)
-	} else {
-		n, err = a.addStream(ctx, name, src)
+	switch {
+	case dup:
+		n, err = io.Copy(io.Discard, stages.TrackReader(r, tr))
+	case raw != nil:
+		// The layer is an uncompressed range of the input file: copy it in
+		// the kernel while its digest is checked from a second read.
+		n, err = a.addRange(ctx, name, *raw, func() error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		}, tr.Add)
+	default:
+		n, err = a.addStream(ctx, name, stages.TrackReader(r, tr))
 	}
 	tr.Done(err)
 	if err != nil {
@@ -145,6 +153,16 @@ func (o *Output) writeLayer(ctx context.Context, a *archive, el elements.Element
 	}
 	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
 	return n, nil
+}
+
+// RawRange returns the file range holding a layer's uncompressed tar, when
+// its body is exactly that (an uncompressed layer read from a file), and nil
+// otherwise.
+func RawRange(el elements.Element) *elements.FileRange {
+	if el.Source == nil || el.Kind != elements.KindLayer || elements.CompressionOf(el.MediaType) != elements.None {
+		return nil
+	}
+	return el.Source
 }
 
 // ReadConfig reads a config element's body whole (configs are small; the
