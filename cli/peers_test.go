@@ -36,12 +36,17 @@ func TestDockerLoadsOurTarball(t *testing.T) {
 	defer d.Stop()
 
 	for _, tc := range []struct {
-		format imagegen.Format
-		comp   string
-	}{{imagegen.Legacy, ""}, {imagegen.OCI, ""}, {imagegen.OCI, "gzip"}, {imagegen.OCI, "zstd"}} {
-		t.Run(fmt.Sprintf("%s/%s", tc.format, tc.comp), func(t *testing.T) {
+		format   imagegen.Format
+		comp     string
+		repeated bool // an image that uses one layer twice
+	}{{imagegen.Legacy, "", false}, {imagegen.OCI, "", false}, {imagegen.OCI, "gzip", false}, {imagegen.OCI, "zstd", false},
+		{imagegen.Legacy, "", true}, {imagegen.OCI, "", true}} {
+		t.Run(fmt.Sprintf("%s/%s/repeated=%t", tc.format, tc.comp, tc.repeated), func(t *testing.T) {
 			img := imagegen.Sample()
-			img.RepoTag = fmt.Sprintf("example.com/test/load-%s%s:v1", tc.format, tc.comp)
+			if tc.repeated {
+				img = imagegen.Repeated()
+			}
+			img.RepoTag = fmt.Sprintf("example.com/test/load-%s%s-%t:v1", tc.format, tc.comp, tc.repeated)
 			for i := range img.Layers {
 				img.Layers[i].Compression = tc.comp
 			}

@@ -43,6 +43,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each command (the median is reported)")
 	work := flag.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
 	settle := flag.Duration("settle", 2*time.Second, "pause after cleaning up between runs, so that freeing the last run's files does not slow the next")
+	only := flag.String("only", "", "run only the commands whose name contains this text")
 	bin := flag.String("bin", "bin/occystrap", "occystrap binary to measure")
 	flag.Parse()
 	n, err := parseSize(*size)
@@ -106,6 +107,9 @@ func main() {
 	}
 	for range *runs {
 		for _, j := range jobs {
+			if !strings.Contains(j.name, *only) {
+				continue
+			}
 			j.setup()
 			m := j.fn()
 			log.Printf("%-44s %8.3fs  %6.1f MiB", j.name, m.wall.Seconds(), float64(m.maxRSS)/(1<<20))
@@ -114,6 +118,9 @@ func main() {
 	}
 	median := func(j *job) measure {
 		ms := slices.Clone(j.ms)
+		if len(ms) == 0 {
+			return measure{wall: 1}
+		}
 		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
 		return ms[len(ms)/2]
 	}

@@ -126,6 +126,10 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 			}
 			total += int64(len(data))
 		case elements.KindLayer:
+			if el.Index != len(layers) {
+				el.Close()
+				return fmt.Errorf("%s arrived where layer %d was expected: layers must reach outputs in image order", el, len(layers))
+			}
 			if err := checkName(el.Name); err != nil {
 				el.Close()
 				return err

@@ -81,6 +81,10 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 			total += int64(len(data))
 		case elements.KindLayer:
 			name := el.Name + "/layer.tar"
+			if el.Index != len(layers) {
+				el.Close()
+				return fmt.Errorf("%s arrived where layer %d was expected: layers must reach outputs in image order", el, len(layers))
+			}
 			if err := checkName(el.Name); err != nil {
 				el.Close()
 				return err
