@@ -1,6 +1,7 @@
 package elements
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -104,3 +105,32 @@ func (v *verifier) Read(p []byte) (int, error) {
 }
 
 func (v *verifier) Close() error { return v.rc.Close() }
+
+// CopyContext copies src to dst through buf (1 MiB if nil), checking ctx
+// between reads so that a cancelled pipeline stops within one buffer. Unlike
+// io.CopyBuffer it never hands the copy to dst's ReadFrom, so buf's size is
+// what sets the read size.
+func CopyContext(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	if buf == nil {
+		buf = make([]byte, 1<<20)
+	}
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, context.Cause(ctx)
+		}
+		m, rerr := src.Read(buf)
+		if m > 0 {
+			if _, err := dst.Write(buf[:m]); err != nil {
+				return n, err
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}

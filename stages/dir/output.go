@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/occystrap/occystrap/elements"
@@ -201,57 +202,57 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 		return 0, err
 	}
 	defer r.Close()
-	var file *os.File
-	var sink io.Writer = io.Discard
-	var bw *bufio.Writer
-	copied := make(chan error, 1)
+
+	var (
+		file    *os.File
+		sink    io.Writer = io.Discard
+		bw      *bufio.Writer
+		copying sync.WaitGroup
+		copyErr error
+	)
 	if !exists {
 		dir := filepath.Join(st.dir, el.Name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return 0, fmt.Errorf("create %s: %w", dir, err)
 		}
-		file, err = os.Create(filepath.Join(dir, "layer.tar"))
-		if err != nil {
+		if file, err = os.Create(filepath.Join(dir, "layer.tar")); err != nil {
 			return 0, fmt.Errorf("create layer file: %w", err)
 		}
 		defer file.Close()
 		if raw != nil {
 			// An uncompressed range of the input file: copy it in the
 			// kernel while the stream below is verified (and expanded).
-			// The copy must end before r is closed, which releases the file.
+			// The copy ends before r is closed, which releases the file
+			// (deferred calls run last-in first-out).
+			copying.Add(1)
 			go func() {
-				_, err := elements.CopyRange(file, 0, *raw, func(int64) error { return ctx.Err() })
-				copied <- err
+				defer copying.Done()
+				_, copyErr = elements.CopyRange(file, 0, *raw, func(int64) error { return ctx.Err() })
 			}()
-			defer func() { <-copied }()
+			defer copying.Wait()
 		} else {
-			close(copied)
 			bw = bufio.NewWriterSize(file, writeBuffer)
 			sink = bw
 		}
 	}
 	var n int64
 	if u == nil {
-		n, err = copyCtx(ctx, sink, r)
+		n, err = elements.CopyContext(ctx, sink, r, nil)
 	} else {
 		n, err = o.expandLayer(ctx, u, index, r, sink)
 	}
+	copying.Wait()
+	if err == nil {
+		err = copyErr
+	}
+	if err == nil && bw != nil {
+		err = bw.Flush()
+	}
+	if err == nil && file != nil {
+		err = file.Close()
+	}
 	if err != nil {
 		return n, fmt.Errorf("write %s: %w", what, err)
-	}
-	if raw != nil && file != nil {
-		if err := <-copied; err != nil {
-			return n, fmt.Errorf("write %s: %w", what, err)
-		}
-		copied <- nil // for the deferred wait
-	}
-	if bw != nil {
-		if err := bw.Flush(); err != nil {
-			return n, fmt.Errorf("write %s: %w", what, err)
-		}
-		if err := file.Close(); err != nil {
-			return n, fmt.Errorf("write %s: %w", what, err)
-		}
 	}
 	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
 	return n, nil
@@ -272,7 +273,7 @@ func (o *Output) expandLayer(ctx context.Context, u *unpack.Unpacker, index int,
 		pr.CloseWithError(err) // unblocks the copy if Apply stopped early
 		applied <- err
 	}()
-	n, err := copyCtx(ctx, io.MultiWriter(sink, pw), r)
+	n, err := elements.CopyContext(ctx, io.MultiWriter(sink, pw), r, nil)
 	pw.CloseWithError(err) // io.EOF to Apply on success (nil closes cleanly)
 	aerr := <-applied
 	if aerr != nil {
@@ -286,30 +287,6 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
-}
-
-// copyCtx copies in 1 MiB reads, checking ctx between them.
-func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, writeBuffer)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, context.Cause(ctx)
-		}
-		m, rerr := src.Read(buf)
-		if m > 0 {
-			if _, err := dst.Write(buf[:m]); err != nil {
-				return n, err
-			}
-			n += int64(m)
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }
 
 // splitRef splits a reference into the image name catalog.json uses (the

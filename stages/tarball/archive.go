@@ -57,24 +57,9 @@ func (a *archive) addStream(ctx context.Context, name string, r io.Reader) (int6
 	if err := a.write(make([]byte, blockSize)); err != nil {
 		return 0, err
 	}
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, context.Cause(ctx)
-		}
-		m, rerr := r.Read(a.buf)
-		if m > 0 {
-			if err := a.write(a.buf[:m]); err != nil {
-				return n, err
-			}
-			n += int64(m)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return n, rerr
-		}
+	n, err := elements.CopyContext(ctx, writerFunc(func(b []byte) (int, error) { return len(b), a.write(b) }), r, a.buf)
+	if err != nil {
+		return n, err
 	}
 	if err := a.pad(n); err != nil {
 		return n, err
@@ -141,6 +126,11 @@ func (a *archive) pad(n int64) error {
 	}
 	return nil
 }
+
+// writerFunc adapts a function to io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // maxOctalSize is the largest size the 11-digit octal field holds; larger
 // sizes use the base-256 form that GNU tar, Go and Docker read.
