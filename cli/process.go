@@ -15,9 +15,14 @@ import (
 
 // ProcessCmd is `occystrap process SOURCE DESTINATION [-f FILTER]...`.
 type ProcessCmd struct {
-	Source      string   `arg:"" help:"Where the image comes from, as SCHEME://... (see the list of schemes above)."`
+	Source      string   `arg:"" help:"Where the image comes from, as SCHEME://... (schemes listed below)."`
 	Destination string   `arg:"" help:"Where the image goes, as SCHEME://...."`
 	Filter      []string `short:"f" name:"filter" sep:"none" help:"Filter to apply, as NAME or NAME:key=value[,key=value...]; repeat for a chain, applied in the order given."`
+}
+
+// Help lists the schemes and filters under `occystrap process --help`.
+func (p *ProcessCmd) Help() string {
+	return "Examples:\n  occystrap process tar://image.tar tar://copy.tar\n  occystrap process tar://image.tar \"dir://out?expand=true\"\n\n" + schemesHelp()
 }
 
 // Run parses the URIs and filters, builds the pipeline and runs it.
