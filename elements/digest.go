@@ -22,7 +22,7 @@ type DigestError struct {
 }
 
 func (e *DigestError) Error() string {
-	return fmt.Sprintf("%s: content does not match its digest: want %s, got %s", e.What, e.Want, e.Got)
+	return fmt.Sprintf("%s: digest mismatch: the content does not match its digest (it is %s, expected %s)", e.What, e.Got, e.Want)
 }
 
 // Unwrap makes errors.Is(err, ErrDigestMismatch) true.
@@ -90,8 +90,8 @@ func (v *verifier) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
-	if v.want.Algorithm() != digest.SHA256 {
-		v.err = fmt.Errorf("%s: unsupported digest %q", v.what, v.want)
+	if err := v.want.Validate(); err != nil || v.want.Algorithm() != digest.SHA256 {
+		v.err = fmt.Errorf("%s: unsupported digest %q: only sha256 digests are supported", v.what, v.want)
 		return 0, v.err
 	}
 	n, err := v.d.Read(p)

@@ -81,6 +81,9 @@ func copyBuffered(dst *os.File, dstOff int64, src FileRange, progress func(n int
 			}
 		}
 		if rerr == io.EOF {
+			if done < src.Length {
+				return done, fmt.Errorf("copy %s: %w", src.File.Name(), io.ErrUnexpectedEOF)
+			}
 			return done, nil
 		}
 		if rerr != nil {

@@ -40,7 +40,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return fmt.Errorf("pipeline needs an input and an output")
 	}
 	p.stats = make([]*flow.Stats, 0, len(p.Filters)+2)
+	// Each stage cancels the pipeline with its error *before* its output
+	// channel is closed, so that a stage downstream that sees the channel
+	// close also sees the failure, and never mistakes a failed upstream for
+	// a finished one.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	g, ctx := errgroup.WithContext(ctx)
+	fail := func(err error) error {
+		if err != nil {
+			cancel(err)
+		}
+		return err
+	}
 
 	stage := func(name string) (context.Context, *flow.Stats) {
 		st := &flow.Stats{Name: name}
@@ -56,7 +68,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			st.Begin()
 			defer st.Finish()
 			defer close(ch)
-			return p.Input.Run(sctx, ch)
+			return fail(p.Input.Run(sctx, ch))
 		})
 	}
 	for i, f := range p.Filters {
@@ -69,7 +81,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			defer st.Finish()
 			defer close(ch)
 			defer flow.Drain(in)
-			return f.Run(sctx, in, ch)
+			return fail(f.Run(sctx, in, ch))
 		})
 	}
 	{
@@ -79,7 +91,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			st.Begin()
 			defer st.Finish()
 			defer flow.Drain(in)
-			return p.Output.Run(sctx, in)
+			return fail(p.Output.Run(sctx, in))
 		})
 	}
 	return g.Wait()

@@ -24,6 +24,7 @@ import (
 	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/stages/unpack"
 	"github.com/occystrap/occystrap/uri"
+	"github.com/opencontainers/go-digest"
 	"github.com/rs/zerolog"
 )
 
@@ -79,6 +80,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		total      int64
 		unpacker   *unpack.Unpacker
 		stem       = "manifest"
+		seen       = map[string]digest.Digest{} // layer name -> diff ID, in this image
 	)
 	defer func() {
 		if unpacker != nil {
@@ -135,7 +137,13 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 				el.Close()
 				return err
 			}
-			n, err := o.writeLayer(ctx, st, el, unpacker)
+			prev, dup := seen[el.Name]
+			if dup && (prev != el.DiffID || prev == "") {
+				el.Close()
+				return fmt.Errorf("%s: another layer of this image has the same name; cannot write both as %s/layer.tar", el, el.Name)
+			}
+			seen[el.Name] = el.DiffID
+			n, err := o.writeLayer(ctx, st, el, unpacker, dup)
 			if err != nil {
 				return err
 			}
@@ -144,6 +152,11 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		default:
 			el.Close()
 		}
+	}
+	// The input's channel closes as it returns; if it returned an error,
+	// the context is cancelled first (see engine): never commit then.
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
 	}
 	if configName == "" {
 		return fmt.Errorf("write %s: the input sent no image config", o.path)
@@ -175,8 +188,8 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 
 // writeLayer writes <name>/layer.tar unless the destination already has
 // it, and applies the layer to the expanded tree when there is one.
-func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker) (int64, error) {
-	exists := st.hasLayer(el.Name)
+func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, dup bool) (int64, error) {
+	exists := dup || st.hasLayer(el.Name)
 	if exists && u == nil {
 		o.log.Debug().Str("layer", el.Name).Msg("layer already present; skipped")
 		el.Close()

@@ -171,7 +171,7 @@ func clean(name string) string {
 	return strings.TrimPrefix(name, "/")
 }
 
-var errNotFound = errors.New("not in the tarball")
+var errNotFound = errors.New("missing from the tarball")
 
 // lookup finds a regular member by name, following symlinks and hardlinks
 // inside the tarball.

@@ -122,6 +122,11 @@ func (in *Input) describe(idx *index) (*Image, *manifestEntry, error) {
 	if n, d := len(m.Layers), len(img.Parsed.RootFS.DiffIDs); n != d {
 		return nil, nil, fmt.Errorf("%s: manifest.json lists %d layers but the config has %d diff IDs", in.path, n, d)
 	}
+	for i, d := range img.Parsed.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil || d.Algorithm() != digest.SHA256 {
+			return nil, nil, fmt.Errorf("%s: config diff ID %d (%q) is not a sha256 digest", in.path, i, d)
+		}
+	}
 	return img, m, nil
 }
 

@@ -421,7 +421,6 @@ func TestInputHostile(t *testing.T) {
 		data []byte
 		dir  bool
 		want string
-		bug  string
 	}{
 		{name: "member runs past the end", data: func() []byte {
 			h, _ := header("manifest.json", 1000)
@@ -476,19 +475,14 @@ func TestInputHostile(t *testing.T) {
 		{name: "empty diff ID", data: hostileTar(t,
 			tarMember{name: "manifest.json", data: manifest("c.json", "l/layer.tar")},
 			tarMember{name: "c.json", data: cfgFor("")},
-			tarMember{name: "l/layer.tar", data: layer}), want: "diff",
-			bug: "stages/tarball/input.go Run accepts a config diff_id of \"\": the layer gets Digest == DiffID == \"\", so neither Run nor elements.OpenTar verifies it and any layer content is accepted; expected an error naming the invalid diff ID"},
+			tarMember{name: "l/layer.tar", data: layer}), want: "diff"},
 		{name: "diff ID without algorithm", data: hostileTar(t,
 			tarMember{name: "manifest.json", data: manifest("c.json", "l/layer.tar")},
 			tarMember{name: "c.json", data: cfgFor("nonsense")},
-			tarMember{name: "l/layer.tar", data: layer}), want: "diff",
-			bug: "stages/tarball/input.go Run passes a config diff_id without ':' (\"nonsense\") to elements.NewVerifier, whose first Read panics (\"no ':' separator in digest\") and crashes the process; expected an error"},
+			tarMember{name: "l/layer.tar", data: layer}), want: "diff"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				t.Skip("BUG: " + tt.bug)
-			}
 			path := filepath.Join(t.TempDir(), "in.tar")
 			if tt.dir {
 				if err := os.Mkdir(path, 0o755); err != nil {
@@ -522,19 +516,11 @@ func TestInputHostile(t *testing.T) {
 // reading each fails with its documented word, found in the message once
 // the tarball's path is taken out of it.
 func TestInputImagegenHostile(t *testing.T) {
-	bugs := map[string]string{
-		"missing-layer":          "stages/tarball/index.go lookup reports a layer absent from the tarball as \"<path>: not in the tarball\"; imagegen's contract wants the word \"missing\" (cli TestHostileInputs only passes because the temp path contains \"missing-layer\")",
-		"diffid-mismatch":        "elements/digest.go DigestError.Error() says \"content does not match its digest\" without the word \"mismatch\" that imagegen's contract wants (cli TestHostileInputs only passes because the logged temp path contains \"diffid-mismatch\")",
-		"config-digest-mismatch": "elements/digest.go DigestError.Error() lacks the word \"mismatch\" (see diffid-mismatch)",
-	}
 	for _, hc := range imagegen.Hostile() {
 		if hc.Stage != imagegen.StageInput {
 			continue
 		}
 		t.Run(hc.Name, func(t *testing.T) {
-			if bug := bugs[hc.Name]; bug != "" {
-				t.Skip("BUG: " + bug)
-			}
 			path := filepath.Join(t.TempDir(), "in.tar")
 			var b bytes.Buffer
 			if err := hc.Write(&b); err != nil {

@@ -54,7 +54,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		ref        string
 		configName string
 		layers     []string
-		written    = map[string]bool{}
+		written    = map[string]digest.Digest{} // member name -> diff ID
 		total      int64
 	)
 	for {
@@ -89,16 +89,26 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 				el.Close()
 				return err
 			}
-			n, err := o.writeLayer(ctx, a, el, name, written[name])
+			prev, dup := written[name]
+			if dup && (prev != el.DiffID || prev == "") {
+				el.Close()
+				return fmt.Errorf("%s: another layer of this image has the same name; cannot write both as %s", el, name)
+			}
+			n, err := o.writeLayer(ctx, a, el, name, dup)
 			if err != nil {
 				return err
 			}
-			written[name] = true
+			written[name] = el.DiffID
 			layers = append(layers, name)
 			total += n
 		default:
 			el.Close()
 		}
+	}
+	// The input's channel closes as it returns; if it returned an error,
+	// the context is cancelled first (see engine): never commit then.
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
 	}
 	if configName == "" {
 		return fmt.Errorf("write %s: the input sent no image config", o.path)

@@ -213,7 +213,7 @@ func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("layer %d: reading tar: %w", layer, err)
+			return fmt.Errorf("layer %d: reading tar: %w", layer, truncated(err))
 		}
 		u.entry = hdr.Name
 		if err := u.apply(ctx, tr, hdr); err != nil {
@@ -225,9 +225,17 @@ func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
 				errors.Is(err, context.DeadlineExceeded) {
 				return err
 			}
-			return fmt.Errorf("layer %d entry %q: %w", layer, hdr.Name, err)
+			return fmt.Errorf("layer %d entry %q: %w", layer, hdr.Name, truncated(err))
 		}
 	}
+}
+
+// truncated says plainly that a tar stream ended early.
+func truncated(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("the layer's tar stream is truncated: %w", err)
+	}
+	return err
 }
 
 // unsafe returns an *UnsafeError for the current entry.
