@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
-	"strings"
 
 	"github.com/alecthomas/kong"
 	"github.com/occystrap/occystrap/engine/flow"
@@ -178,8 +177,4 @@ type VersionCmd struct{}
 func (VersionCmd) Run(a *app) error {
 	fmt.Fprintf(a.stdout, "occystrap %s\n", Version)
 	return nil
-}
-
-func indent(s string) string {
-	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }

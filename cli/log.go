@@ -4,11 +4,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/rs/zerolog"
 )
-
-type flowReport = flow.StageReport
 
 // newLogger returns the logger every stage gets: human-readable lines on
 // stderr, milestones at info, per-layer detail at debug (--verbose), and

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/occystrap/occystrap/engine"
+	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/occystrap/occystrap/stages"
 	"github.com/occystrap/occystrap/stages/catalog"
 	"github.com/occystrap/occystrap/uri"
@@ -88,7 +89,7 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 	return nil
 }
 
-func (a *app) printStats(reports []flowReport) {
+func (a *app) printStats(reports []flow.StageReport) {
 	tw := tabwriter.NewWriter(a.stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\telements in\telements out\tbytes in\tbytes out\tbusy\twaiting for input\twaiting for output\t")
 	for _, r := range reports {

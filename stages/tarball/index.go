@@ -171,7 +171,8 @@ func clean(name string) string {
 	return strings.TrimPrefix(name, "/")
 }
 
-var errNotFound = errors.New("missing from the tarball")
+// ErrNotFound is wrapped by errors about members a tarball lacks.
+var ErrNotFound = errors.New("missing from the tarball")
 
 // lookup finds a regular member by name, following symlinks and hardlinks
 // inside the tarball.
@@ -181,7 +182,7 @@ func (idx *index) lookup(name string) (*entry, error) {
 	for range maxLinkDepth {
 		e, ok := idx.entries[cur]
 		if !ok {
-			return nil, fmt.Errorf("%s: %w", want, errNotFound)
+			return nil, fmt.Errorf("%s: %w", want, ErrNotFound)
 		}
 		switch e.typeflag {
 		case tar.TypeReg, tar.TypeRegA:

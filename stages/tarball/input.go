@@ -214,6 +214,3 @@ func layerName(p string) string {
 	}
 	return path.Base(p)
 }
-
-// ErrNotFound is wrapped by errors about members a tarball lacks.
-var ErrNotFound = errNotFound
