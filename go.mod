@@ -72,6 +72,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	mvdan.cc/sh/moreinterp v0.0.0-20250915182820-b717ad599e17 // indirect
 	mvdan.cc/sh/v3 v3.12.0 // indirect
+	oras.land/oras-go/v2 v2.6.0 // indirect
 )
 
 tool github.com/go-task/task/v3/cmd/task
