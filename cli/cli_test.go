@@ -213,8 +213,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad boolean", []string{"process", "tar://x.tar", "dir://" + dir + "/d?expand=perhaps"}, 2, "expand"},
 		{"unknown filter", []string{"process", "tar://x.tar", "tar://" + dir + "/o.tar", "-f", "frobnicate"}, 2, "normalize-timestamps"},
 		{"missing input file", []string{"process", "tar://" + dir + "/none.tar", "tar://" + dir + "/o.tar"}, 1, "no such file"},
-		{"not implemented source", []string{"process", "registry://localhost:5000/x:y", "tar://" + dir + "/o.tar"}, 1, "not implemented yet"},
-		{"not implemented command", []string{"info", "tar://x.tar"}, 1, "not implemented yet"},
+		{"not implemented source", []string{"process", "oci://some/dir", "tar://" + dir + "/o.tar"}, 1, "not implemented yet"},
+		{"not implemented command", []string{"check", "tar://x.tar"}, 1, "not implemented yet"},
 		{"bad compression flag", []string{"--compression", "lz4", "process", "tar://x", "tar://y"}, 2, "compression"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

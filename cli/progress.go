@@ -31,15 +31,31 @@ type finisher interface {
 	finish(err error)
 }
 
-// barProgress draws one mpb bar per piece of work.
+// barProgress draws one mpb bar per piece of work, and a bar for all of
+// them together at the bottom once there is more than one.
 type barProgress struct {
 	p      *mpb.Progress
 	cancel func()
+
+	mu      sync.Mutex
+	count   int
+	overall *mpb.Bar
+	total   int64 // sum of the known totals
+	unknown bool  // some piece of work has no known total
 }
 
 // finish waits for the bars to be drawn to the end; after a failure it
 // cancels them first, since Wait would otherwise block on unfinished bars.
 func (b *barProgress) finish(err error) {
+	b.mu.Lock()
+	if b.overall != nil {
+		if err == nil {
+			b.overall.SetTotal(-1, true) // complete at whatever was counted
+		} else {
+			b.overall.Abort(false)
+		}
+	}
+	b.mu.Unlock()
 	if err != nil {
 		b.cancel()
 	}
@@ -56,13 +72,51 @@ func (b *barProgress) Track(name string, total int64) stages.Tracker {
 		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.OnComplete(decor.Name(""), " done")),
 		mpb.BarRemoveOnComplete(),
 	)
-	return &barTracker{bar: bar, total: total}
+	return &barTracker{bar: bar, total: total, all: b.track(total)}
+}
+
+// track counts one more piece of work in the overall bar, which it creates
+// for the second piece.
+func (b *barProgress) track(total int64) *barProgress {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.count++
+	if total > 0 {
+		b.total += total
+	} else {
+		b.unknown = true
+	}
+	if b.count == 2 && b.overall == nil {
+		b.overall = b.p.AddBar(b.total,
+			mpb.BarPriority(1<<30), // always the last line
+			mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f")),
+		)
+	} else if b.overall != nil && total > 0 {
+		b.overall.SetTotal(b.total, false)
+	}
+	return b
+}
+
+// add counts bytes done in the overall bar.
+func (b *barProgress) add(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.overall == nil {
+		return
+	}
+	if b.unknown && b.overall.Current()+n >= b.total {
+		b.total = b.overall.Current() + n + 1
+		b.overall.SetTotal(b.total, false)
+	}
+	b.overall.IncrInt64(n)
 }
 
 type barTracker struct {
 	bar   *mpb.Bar
 	total int64
 	n     int64
+	all   *barProgress
 }
 
 func (t *barTracker) Add(n int64) {
@@ -71,6 +125,7 @@ func (t *barTracker) Add(n int64) {
 		t.bar.SetTotal(t.n+1, false)
 	}
 	t.bar.IncrInt64(n)
+	t.all.add(n)
 }
 
 func (t *barTracker) Done(err error) {

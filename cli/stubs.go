@@ -15,16 +15,6 @@ func (s *SearchCmd) Run(a *app) error {
 	return fmt.Errorf("the search command is not implemented yet in this version of occystrap")
 }
 
-// InfoCmd is `occystrap info SOURCE`.
-type InfoCmd struct {
-	Source string `arg:"" help:"Image to describe, as SCHEME://...."`
-}
-
-// Run is not implemented yet.
-func (i *InfoCmd) Run(a *app) error {
-	return fmt.Errorf("the info command is not implemented yet in this version of occystrap")
-}
-
 // CheckCmd is `occystrap check SOURCE [--fast]`.
 type CheckCmd struct {
 	Source string `arg:"" help:"Image to check, as SCHEME://...."`

@@ -1,7 +1,10 @@
 package catalog
 
 import (
+	"context"
+
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/info"
 	"github.com/occystrap/occystrap/stages/registry"
 	"github.com/occystrap/occystrap/uri"
 )
@@ -20,6 +23,13 @@ func init() {
 			return nil, err
 		}
 		return registry.NewInput(ref, opts, copts, env), nil
+	}
+	describers["registry"] = func(u uri.URI, env stages.Env) (info.Describer, error) {
+		in, err := inputs["registry"](u, env)
+		if err != nil {
+			return nil, err
+		}
+		return registryDescriber{in.(*registry.Input)}, nil
 	}
 	outputs["registry"] = func(u uri.URI, env stages.Env) (stages.Output, error) {
 		ref, copts, err := registrySettings(u, env)
@@ -54,4 +64,27 @@ func registrySettings(u uri.URI, env stages.Env) (uri.Reference, registry.Option
 		return ref, copts, err
 	}
 	return ref, copts, nil
+}
+
+// registryDescriber describes an image in a registry from its manifest
+// (and the index the reference named, if any) and its config.
+type registryDescriber struct{ in *registry.Input }
+
+// Describe fetches the manifest, index and config; no layer.
+func (d registryDescriber) Describe(ctx context.Context) (info.Source, error) {
+	img, err := d.in.Describe(ctx)
+	if err != nil {
+		return info.Source{}, err
+	}
+	src := info.Source{
+		Reference:         d.in.Reference().Familiar(),
+		Manifest:          img.Manifest.Raw,
+		ManifestMediaType: img.Manifest.MediaType,
+		ManifestDigest:    img.Manifest.Digest,
+		Config:            img.Config,
+	}
+	if img.Index != nil {
+		src.Index, src.IndexMediaType, src.IndexDigest = img.Index.Raw, img.Index.MediaType, img.Index.Digest
+	}
+	return src, nil
 }
