@@ -3,6 +3,7 @@ package elements
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -132,13 +133,49 @@ func OpenTar(el Element) (io.ReadCloser, error) {
 	}
 	rc, err := Decompress(br, c, el.Body)
 	if err != nil {
+		if derr := digestFailure(br); derr != nil {
+			err = derr
+		}
 		el.Body.Close()
 		return nil, fmt.Errorf("decompress %s: %w", el, err)
+	}
+	if c != None {
+		rc = &blameDigest{ReadCloser: rc, raw: br}
 	}
 	if el.DiffID != "" && !(c == None && el.Digest == el.DiffID) {
 		rc = NewVerifier(rc, el.DiffID, el.String()+" diff ID")
 	}
 	return rc, nil
+}
+
+// blameDigest reports a body's digest mismatch rather than the
+// decompression error it caused: when corrupt bytes make the decompressor
+// fail (a bad gzip checksum, an invalid zstd block), the reason to show is
+// that the bytes are not the ones the digest names.
+type blameDigest struct {
+	io.ReadCloser
+	raw io.Reader
+}
+
+func (b *blameDigest) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, ErrDigestMismatch) {
+		if derr := digestFailure(b.raw); derr != nil {
+			return n, fmt.Errorf("%w (and so decompression failed: %v)", derr, err)
+		}
+	}
+	return n, err
+}
+
+// digestFailure reads the rest of a compressed body and returns its
+// digest error, if reading it to the end gives one. Bodies are bounded by
+// their stated size, so this ends.
+func digestFailure(raw io.Reader) error {
+	_, err := io.Copy(io.Discard, raw)
+	if errors.Is(err, ErrDigestMismatch) {
+		return err
+	}
+	return nil
 }
 
 // Decompress returns a reader of r's uncompressed bytes for compression c.

@@ -148,6 +148,10 @@ func (in *Input) Run(ctx context.Context, out chan<- elements.Element) error {
 // and sends them in image order. At most 2*parallel layers are spooled
 // ahead of the consumer, which bounds temporary disk use.
 func (in *Input) sendLayers(ctx context.Context, out chan<- elements.Element, layers []ocispec.Descriptor, diffIDs []digest.Digest) error {
+	// Downloads outlive this function (the consumer reads the last spools
+	// after it returns), so they hang off the pipeline's context; closing
+	// an element's body stops its download.
+	pipelineCtx := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	downloads := semaphore.NewWeighted(int64(in.parallel))
@@ -158,7 +162,7 @@ func (in *Input) sendLayers(ctx context.Context, out chan<- elements.Element, la
 		for i, d := range layers {
 			i, d := i, d
 			err := ord.Submit(ctx, func(ctx context.Context) (elements.Element, error) {
-				return in.startLayer(ctx, downloads, i, d, diffIDs[i])
+				return in.startLayer(ctx, pipelineCtx, downloads, i, d, diffIDs[i])
 			})
 			if err != nil {
 				submitErr <- err
@@ -187,11 +191,11 @@ func (in *Input) sendLayers(ctx context.Context, out chan<- elements.Element, la
 
 // startLayer waits for a download slot, starts the download into a spool
 // and returns the layer's element, whose body follows the spool.
-func (in *Input) startLayer(ctx context.Context, downloads *semaphore.Weighted, i int, d ocispec.Descriptor, diffID digest.Digest) (elements.Element, error) {
+func (in *Input) startLayer(ctx, pipelineCtx context.Context, downloads *semaphore.Weighted, i int, d ocispec.Descriptor, diffID digest.Digest) (elements.Element, error) {
 	if err := downloads.Acquire(ctx, 1); err != nil {
 		return elements.Element{}, context.Cause(ctx)
 	}
-	sp, err := spool.New(ctx, in.tempDir)
+	sp, err := spool.New(pipelineCtx, in.tempDir)
 	if err != nil {
 		downloads.Release(1)
 		return elements.Element{}, err
