@@ -61,6 +61,10 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 	if p.Output, err = catalog.NewOutput(dst, env); err != nil {
 		return err
 	}
+	if f := catalog.OutputPrelude(dst, env); f != nil {
+		p.Filters = append(p.Filters, f)
+		p.FilterNames = append(p.FilterNames, "decompress")
+	}
 	a.log.Info().Str("source", src.Redacted()).Str("destination", dst.Redacted()).Msg("processing")
 	start := time.Now()
 	err = p.Run(a.ctx)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/decompress"
 	"github.com/occystrap/occystrap/stages/dir"
 	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/uri"
@@ -52,6 +53,21 @@ var outputs = map[string]OutputFactory{
 }
 
 var filters = map[string]FilterFactory{}
+
+// needTar lists the outputs that write layers as tar streams: they get the
+// decompress stage in front of them, so that compressed layers are
+// decompressed several at a time rather than one after another.
+var needTar = map[string]bool{"tar": true, "dir": true}
+
+// OutputPrelude returns the stage the engine runs just before the output
+// for a destination, or nil: for outputs that need tar streams, the
+// parallel decompress stage.
+func OutputPrelude(u uri.URI, env stages.Env) stages.Filter {
+	if !needTar[u.Scheme] {
+		return nil
+	}
+	return decompress.New(env.Parallel, env)
+}
 
 // NewInput returns the input for a source URI.
 func NewInput(u uri.URI, env stages.Env) (stages.Input, error) {
