@@ -90,6 +90,10 @@ func TestRegistryRoundTrip(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "out.tar")
 				mustRun(t, append(creds(r), "process", dest, "tar://"+out)...)
 				sameImage(t, out, res)
+				// The original's command for the same job still works.
+				legacy := filepath.Join(t.TempDir(), "legacy.tar")
+				mustRun(t, append(creds(r), "fetch-to-tarfile", r.Host, "round/"+format.String(), "v1", legacy)...)
+				sameImage(t, legacy, res)
 			}
 			if mode == peers.AuthToken {
 				// Two pushes and two pulls, one repository each, with
