@@ -83,17 +83,19 @@ type app struct {
 // env builds the stages' environment from the global options.
 func (a *app) env() stages.Env {
 	return stages.Env{
-		Log:         a.log,
-		Parallel:    max(a.g.Parallel, 1),
-		Budget:      flow.NewBudget(defaultBudget),
-		TempDir:     a.g.TempDir,
-		Platform:    ocispec.Platform{OS: a.g.OS, Architecture: a.g.Architecture, Variant: a.g.Variant},
-		Username:    a.g.Username,
-		Password:    a.g.Password,
-		Insecure:    a.g.Insecure,
-		Compression: a.g.Compression,
-		Retries:     a.g.Retries,
-		Progress:    newProgress(a),
+		Log:          a.log,
+		Parallel:     max(a.g.Parallel, 1),
+		Budget:       flow.NewBudget(defaultBudget),
+		TempDir:      a.g.TempDir,
+		Platform:     ocispec.Platform{OS: a.g.OS, Architecture: a.g.Architecture, Variant: a.g.Variant},
+		Username:     a.g.Username,
+		Password:     a.g.Password,
+		Insecure:     a.g.Insecure,
+		Compression:  a.g.Compression,
+		Retries:      a.g.Retries,
+		Progress:     newProgress(a),
+		Stdout:       a.stdout,
+		OutputFormat: a.g.OutputFormat,
 	}
 }
 

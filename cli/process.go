@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -50,6 +51,9 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 		}
 		f, err := catalog.NewFilter(spec, env)
 		if err != nil {
+			if errors.Is(err, uri.ErrInvalidValue) { // a pattern that does not compile
+				return usageError{err}
+			}
 			return err
 		}
 		p.Filters = append(p.Filters, f)

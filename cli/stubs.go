@@ -2,19 +2,6 @@ package cli
 
 import "fmt"
 
-// SearchCmd is `occystrap search SOURCE PATTERN`.
-type SearchCmd struct {
-	Source         string `arg:"" help:"Image to search, as SCHEME://...."`
-	Pattern        string `arg:"" help:"Glob (or regular expression with --regex) matched against each file's path and base name."`
-	Regex          bool   `help:"Treat PATTERN as a regular expression."`
-	ScriptFriendly bool   `help:"Print one IMAGE:TAG:LAYER:PATH line per match."`
-}
-
-// Run is not implemented yet.
-func (s *SearchCmd) Run(a *app) error {
-	return fmt.Errorf("the search command is not implemented yet in this version of occystrap")
-}
-
 // CheckCmd is `occystrap check SOURCE [--fast]`.
 type CheckCmd struct {
 	Source string `arg:"" help:"Image to check, as SCHEME://...."`

@@ -71,6 +71,12 @@ type Env struct {
 	Compression string // layer compression for outputs that compress: gzip or zstd
 	Retries     int    // retries for transient network failures
 	Progress    Progress
+	// Stdout is where stages that produce a command's result (the search
+	// filter's report) print it; logs never go there. nil discards.
+	Stdout io.Writer
+	// OutputFormat is the format of such results: "text" (or "") or
+	// "json", from the global -O flag.
+	OutputFormat string
 }
 
 // Progress receives progress reports from long work. Only the cli package
