@@ -47,6 +47,9 @@ func (Exclude) Layer() any { return excluded{} }
 // Entry drops matching entries.
 func (x Exclude) Entry(state any, e *tarstream.Entry) bool {
 	dropped := state.(excluded)
+	if e.Typeflag == 'g' {
+		return true // a PAX global header applies to what follows; not a file
+	}
 	for _, m := range x.Patterns {
 		if m.MatchOrUnder(e.Name) {
 			dropped[clean(e.Name)] = true

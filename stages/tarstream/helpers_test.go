@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -131,6 +132,24 @@ func checkNormalised(t *testing.T, in, out []byte, ts int64) {
 	before, after := readGo(t, in), readGo(t, out)
 	if len(before) != len(after) {
 		t.Fatalf("%d entries after normalising, %d before", len(after), len(before))
+	}
+	// No old time is left anywhere in the bytes: not in any header's time
+	// fields (octal), extended headers' own headers included, nor in PAX
+	// records.
+	for _, b := range before {
+		for _, tm := range []time.Time{b.hdr.ModTime, b.hdr.AccessTime, b.hdr.ChangeTime} {
+			if sec := tm.Unix(); !tm.IsZero() && sec != ts && sec > 1<<20 && sec < 1<<33 { // small values could be sizes
+				if o := fmt.Sprintf("%011o\x00", sec); bytes.Contains(out, []byte(o)) {
+					t.Errorf("%s: old time %v left in a header", b.hdr.Name, tm)
+				}
+			}
+		}
+		for _, k := range []string{"mtime", "atime", "ctime", "LIBARCHIVE.creationtime"} {
+			if v, ok := b.hdr.PAXRecords[k]; ok && v != strconv.FormatInt(ts, 10) &&
+				bytes.Contains(out, []byte(" "+k+"="+v+"\n")) {
+				t.Errorf("%s: old %s record left", b.hdr.Name, k)
+			}
+		}
 	}
 	want := time.Unix(ts, 0)
 	for i, a := range after {

@@ -113,10 +113,12 @@ func NewRewriter(r io.Reader, w io.Writer) *Rewriter {
 //
 // PAX global headers ('g') are returned as entries of their own, with
 // Typeflag 'g', Name the header's name and PAX their records. Their records
-// are not applied to the entries after them (archive/tar does not apply
-// them either). A filter should keep them (exclude patterns must not
-// remove them by accident) and normalize-timestamps should call SetModTime
-// on them as on any entry.
+// are not applied to the fields of the entries after them, as archive/tar
+// does not apply them; GNU tar and Python's tarfile do (a global "mtime"
+// record overrides the time of every later entry without its own), which
+// is why SetModTime rewrites global headers too. A filter should keep
+// them (exclude patterns must not remove them by accident) and
+// normalize-timestamps should call SetModTime on them as on any entry.
 type Entry struct {
 	// Name is the effective path, exactly as stored (no cleaning): the PAX
 	// "path" record, else a GNU long name, else the ustar prefix and name;
