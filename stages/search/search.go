@@ -20,6 +20,7 @@ import (
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/tarstream"
 	"github.com/occystrap/occystrap/uri"
 	"github.com/rs/zerolog"
 )
@@ -47,7 +48,7 @@ type Match struct {
 // Filter is the search filter. It is used for one pipeline run.
 type Filter struct {
 	opts   Options
-	re     *regexp.Regexp
+	match  func(string) bool
 	stdout io.Writer
 	json   bool
 	log    zerolog.Logger
@@ -73,27 +74,25 @@ func New(opts Options, env stages.Env) (*Filter, error) {
 	if opts.Pattern == "" {
 		return nil, fmt.Errorf("search filter requires pattern option: %w", uri.ErrMissingOption)
 	}
-	var re *regexp.Regexp
-	var err error
+	var match func(string) bool
 	if opts.Regex {
-		re, err = regexp.Compile(opts.Pattern)
+		re, err := regexp.Compile(opts.Pattern)
 		if err != nil {
-			err = fmt.Errorf("invalid regular expression %q: %v: %w", opts.Pattern, strings.TrimPrefix(err.Error(), "error parsing regexp: "), uri.ErrInvalidValue)
+			return nil, fmt.Errorf("invalid regular expression %q: %v: %w", opts.Pattern, strings.TrimPrefix(err.Error(), "error parsing regexp: "), uri.ErrInvalidValue)
 		}
+		match = re.MatchString
 	} else {
-		re, err = Glob(opts.Pattern)
+		m, err := tarstream.CompileFnmatch(opts.Pattern)
 		if err != nil {
-			err = fmt.Errorf("%v: %w", err, uri.ErrInvalidValue)
+			return nil, fmt.Errorf("%v: %w", err, uri.ErrInvalidValue)
 		}
-	}
-	if err != nil {
-		return nil, err
+		match = m.Match // the full path or its base name
 	}
 	out := env.Stdout
 	if out == nil {
 		out = io.Discard
 	}
-	return &Filter{opts: opts, re: re, stdout: out, json: env.OutputFormat == "json", log: env.Log}, nil
+	return &Filter{opts: opts, match: match, stdout: out, json: env.OutputFormat == "json", log: env.Log}, nil
 }
 
 // FromSpec returns the filter for a parsed filter spec
@@ -114,16 +113,7 @@ func FromSpec(f uri.Filter, env stages.Env) (*Filter, error) {
 // Matches reports whether a member path matches: in glob mode the path or
 // its base name (what follows the last "/"), in regex mode anywhere in the
 // path.
-func (f *Filter) Matches(path string) bool {
-	if f.re.MatchString(path) {
-		return true
-	}
-	if f.opts.Regex {
-		return false
-	}
-	base := path[strings.LastIndexByte(path, '/')+1:]
-	return base != path && f.re.MatchString(base)
-}
+func (f *Filter) Matches(path string) bool { return f.match(path) }
 
 // Run passes every element on unchanged, searching each layer's tar as
 // its body is read downstream. When in closes it waits until every layer
