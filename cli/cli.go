@@ -87,6 +87,7 @@ func (a *app) env() stages.Env {
 		Parallel:     max(a.g.Parallel, 1),
 		Budget:       flow.NewBudget(defaultBudget),
 		TempDir:      a.g.TempDir,
+		LayerCache:   a.g.LayerCache,
 		Platform:     ocispec.Platform{OS: a.g.OS, Architecture: a.g.Architecture, Variant: a.g.Variant},
 		Username:     a.g.Username,
 		Password:     a.g.Password,

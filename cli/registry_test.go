@@ -566,3 +566,51 @@ func TestRegistryTokenRefresh(t *testing.T) {
 		t.Errorf("%d tokens issued; the expired one was not replaced", n)
 	}
 }
+
+// TestRegistryLayerCache: with --layer-cache, pushing the same layers
+// again costs a HEAD each instead of a compression and an upload; an entry
+// whose blob the destination lacks is pushed normally.
+func TestRegistryLayerCache(t *testing.T) {
+	r := peers.StartTestRegistry(t, peers.RegistryOptions{})
+	other := peers.StartTestRegistry(t, peers.RegistryOptions{})
+	in, res := writeImage(t, imagegen.Sample(), imagegen.Legacy)
+	cache := filepath.Join(t.TempDir(), "cache.json")
+	push := func(host, name string) string {
+		_, _, stderr := run(t, "--layer-cache", cache, "process", "tar://"+in, "registry://"+host+"/"+name)
+		if !strings.Contains(stderr, "Processed") {
+			t.Fatalf("push failed:\n%s", stderr)
+		}
+		return stderr
+	}
+	if s := push(r.Host, "cache/a:v1"); !strings.Contains(s, "uploaded=4") || !strings.Contains(s, "cache_hits=0") {
+		t.Errorf("first push:\n%s", s)
+	}
+	var doc struct {
+		Version int
+		Layers  map[string]struct {
+			CompressedDigest string `json:"compressed_digest"`
+			FiltersHash      string `json:"filters_hash"`
+		}
+	}
+	data, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &doc); err != nil || doc.Version != 1 || len(doc.Layers) != 4 {
+		t.Fatalf("cache file: %v\n%s", err, data)
+	}
+	for _, d := range res.DiffIDs {
+		if e, ok := doc.Layers[d.Encoded()]; !ok || e.FiltersHash != "gzip" {
+			t.Errorf("no gzip entry for %s", d)
+		}
+	}
+	if s := push(r.Host, "cache/b:v1"); !strings.Contains(s, "cache_hits=4") || !strings.Contains(s, "uploaded=0") {
+		t.Errorf("second push did not use the cache:\n%s", s)
+	}
+	out := filepath.Join(t.TempDir(), "out.tar")
+	mustRun(t, "process", "registry://"+r.Host+"/cache/b:v1", "tar://"+out)
+	sameImage(t, out, res)
+	if s := push(other.Host, "cache/c:v1"); !strings.Contains(s, "uploaded=4") {
+		t.Errorf("a registry without the blobs did not get them:\n%s", s)
+	}
+}

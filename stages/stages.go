@@ -64,6 +64,7 @@ type Env struct {
 	Parallel    int              // worker count for parallel fetch, compress and upload
 	Budget      *flow.Budget     // bytes in flight, shared by every stage
 	TempDir     string           // where temporary files go ("" = system default)
+	LayerCache  string           // --layer-cache file for registry pushes ("" = none)
 	Platform    ocispec.Platform // platform to pick from a multi-platform index
 	Username    string           // registry credentials
 	Password    string

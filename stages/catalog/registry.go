@@ -36,7 +36,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		opts := registry.OutputOptions{Compression: u.Options.String("compression", env.Compression), Parallel: env.Parallel}
+		opts := registry.OutputOptions{Compression: u.Options.String("compression", env.Compression), Parallel: env.Parallel, LayerCache: env.LayerCache}
 		if opts.Parallel, err = u.Options.Int("max_workers", opts.Parallel); err != nil {
 			return nil, err
 		}

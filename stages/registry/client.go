@@ -63,7 +63,8 @@ type Client struct {
 	log  zerolog.Logger
 	http *auth.Client
 	// scopes to ask tokens for, set per request in its context
-	scopes []string
+	scopesMu sync.Mutex
+	scopes   []string
 
 	insecure  bool
 	retries   int
@@ -122,7 +123,15 @@ func (c *Client) Repository() string { return c.repo }
 // AddScope asks future tokens to cover another repository too (for
 // cross-repository mounts).
 func (c *Client) AddScope(repo string, actions ...string) {
-	c.scopes = append(c.scopes, auth.ScopeRepository(repo, actions...))
+	scope := auth.ScopeRepository(repo, actions...)
+	c.scopesMu.Lock()
+	defer c.scopesMu.Unlock()
+	for _, s := range c.scopes {
+		if s == scope {
+			return
+		}
+	}
+	c.scopes = append(c.scopes, scope)
 }
 
 // credentialFunc picks credentials: --username/--password (or the URI's)
@@ -261,6 +270,8 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // ctx attaches the client's token scopes to a request context.
 func (c *Client) ctx(ctx context.Context) context.Context {
+	c.scopesMu.Lock()
+	defer c.scopesMu.Unlock()
 	return auth.WithScopesForHost(ctx, c.host, c.scopes...)
 }
 

@@ -48,13 +48,16 @@ type Output struct {
 	progress    stages.Progress
 	result      stages.Result
 
-	skipped, mounted, uploaded atomic.Int64
+	cache *LayerCache // nil without --layer-cache
+
+	skipped, mounted, uploaded, cacheHits atomic.Int64
 }
 
 // OutputOptions are the per-URI settings of an Output.
 type OutputOptions struct {
 	Compression string // "gzip", "zstd", or "" (keep compressed layers; gzip the rest)
 	Parallel    int
+	LayerCache  string // --layer-cache file, or ""
 }
 
 // NewOutput returns an Output pushing to ref. It does no I/O.
@@ -64,6 +67,9 @@ func NewOutput(ref uri.Reference, opts OutputOptions, copts Options, env stages.
 		log: env.Log, progress: env.Progress}
 	if o.progress == nil {
 		o.progress = stages.NoProgress{}
+	}
+	if opts.LayerCache != "" {
+		o.cache = OpenLayerCache(opts.LayerCache, env.Log)
 	}
 	switch opts.Compression {
 	case "":
@@ -178,13 +184,18 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 	if err := o.client.PutManifest(ctx, tag, mediaType, raw); err != nil {
 		return err
 	}
+	if o.cache != nil {
+		if err := o.cache.Save(); err != nil {
+			o.log.Warn().Err(err).Msg("the image was pushed but the layer cache could not be saved")
+		}
+	}
 	total := config.size
 	for _, l := range layers {
 		total += l.size
 	}
 	o.result = stages.Result{Image: o.ref.String(), Bytes: total, Layers: len(layers)}
 	o.log.Info().Str("digest", digest.FromBytes(raw).String()).
-		Int64("uploaded", o.uploaded.Load()).Int64("already_present", o.skipped.Load()).Int64("mounted", o.mounted.Load()).
+		Int64("uploaded", o.uploaded.Load()).Int64("already_present", o.skipped.Load()).Int64("mounted", o.mounted.Load()).Int64("cache_hits", o.cacheHits.Load()).
 		Msgf("Processed %d bytes in %d layers in %.1f seconds", total, len(layers), time.Since(start).Seconds())
 	return nil
 }
@@ -264,7 +275,49 @@ func (o *Output) pushLayer(ctx context.Context, el elements.Element, mountFrom s
 		return pushed{mediaType: mt, digest: el.Digest, size: el.Size, kept: mt == el.MediaType},
 			o.pushAsIs(ctx, el, mountFrom)
 	}
-	return o.pushCompressed(ctx, el)
+	if o.cache != nil && el.DiffID != "" {
+		if p, ok, err := o.fromCache(ctx, el); err != nil || ok {
+			return p, err
+		}
+	}
+	p, err := o.pushCompressed(ctx, el)
+	if err == nil && o.cache != nil && el.DiffID != "" {
+		o.cache.Record(el.DiffID, o.compression.String(), p, o.client.Host()+"/"+o.client.Repository())
+	}
+	return p, err
+}
+
+// fromCache uses the layer cache: if the cache knows the blob this layer
+// becomes and the destination repository has it (or can mount it from the
+// repository it was pushed to on the same registry), the layer is not
+// compressed or uploaded.
+func (o *Output) fromCache(ctx context.Context, el elements.Element) (pushed, bool, error) {
+	p, where, ok := o.cache.Lookup(el.DiffID, o.compression.String())
+	if !ok {
+		return pushed{}, false, nil
+	}
+	has, err := o.client.HasBlob(ctx, p.digest)
+	if err != nil {
+		return pushed{}, false, err
+	}
+	if !has {
+		host, repo, _ := strings.Cut(where, "/")
+		if host != o.client.Host() || repo == "" || repo == o.client.Repository() {
+			return pushed{}, false, nil
+		}
+		o.client.AddScope(repo, "pull")
+		u, mounted, err := o.client.StartUpload(ctx, p.digest, repo)
+		if err != nil {
+			return pushed{}, false, err
+		}
+		if !mounted {
+			u.Cancel()
+			return pushed{}, false, nil
+		}
+	}
+	o.cacheHits.Add(1)
+	o.log.Debug().Str("layer", el.Name).Str("blob", p.digest.String()).Msg("layer cache: the registry has this layer's blob; not compressing it again")
+	return p, true, nil
 }
 
 type readCloser struct {
