@@ -65,7 +65,11 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 	if p.Output, err = catalog.NewOutput(dst, env); err != nil {
 		return err
 	}
-	if f := catalog.OutputPrelude(dst, env); f != nil {
+	preludeEnv := env
+	if pi, ok := p.Input.(interface{ Parallel() int }); ok {
+		preludeEnv.Parallel = pi.Parallel() // the source's max_workers
+	}
+	if f := catalog.OutputPrelude(dst, preludeEnv); f != nil {
 		p.Filters = append(p.Filters, f)
 		p.FilterNames = append(p.FilterNames, "decompress")
 	}

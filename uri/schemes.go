@@ -135,7 +135,7 @@ var destSchemes = []schemeSpec{
 	{
 		name:    "docker",
 		form:    "docker://[IMAGE:TAG][?socket=PATH]",
-		summary: "load the image into a local Docker or Podman daemon (name and tag come from the source)",
+		summary: "load the image into a local Docker or Podman daemon (tagged with the destination IMAGE:TAG, or the source name when none is given)",
 		ref:     refOptional,
 		opts:    []optSpec{optSocket},
 	},

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,25 +10,21 @@ import (
 
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/engine/flow"
-	"github.com/occystrap/occystrap/engine/spool"
 	"github.com/occystrap/occystrap/stages"
 	"github.com/occystrap/occystrap/uri"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/semaphore"
 )
 
-// Input reads an image from a registry. Layers download in parallel, each
-// into a spool file (see engine/spool) so that the next stage reads the
-// first layer while later ones are still arriving; they reach it in image
-// order, each verified against its digest as it streams.
+// Input reads an image from a registry. Layers reach the next stage in
+// image order as streams that start downloading when first read (see
+// sendLayers), each verified against its digest as it streams.
 type Input struct {
 	client   *Client
 	ref      uri.Reference // normalised
 	platform ocispec.Platform
 	parallel int
-	tempDir  string
 	log      zerolog.Logger
 	progress stages.Progress
 }
@@ -46,8 +43,12 @@ func NewInput(ref uri.Reference, opts InputOptions, copts Options, env stages.En
 		p = stages.NoProgress{}
 	}
 	return &Input{client: c, ref: n, platform: opts.Platform, parallel: max(opts.Parallel, 1),
-		tempDir: env.TempDir, log: env.Log, progress: p}
+		log: env.Log, progress: p}
 }
+
+// Parallel returns how many layers the source URI asked to download at
+// once (max_workers, else -j): the stage that reads the bodies uses it.
+func (in *Input) Parallel() int { return in.parallel }
 
 // Client returns the input's registry client.
 func (in *Input) Client() *Client { return in.client }
@@ -144,86 +145,71 @@ func (in *Input) Run(ctx context.Context, out chan<- elements.Element) error {
 	return in.sendLayers(ctx, out, layers, diffIDs)
 }
 
-// sendLayers downloads up to parallel layers at once, each into a spool,
-// and sends them in image order. At most 2*parallel layers are spooled
-// ahead of the consumer, which bounds temporary disk use.
+// sendLayers sends one element per layer, in image order. A layer's
+// download starts when its body is first read, so that a layer the output
+// never reads (one the destination registry already has, or can mount) is
+// never downloaded. Parallelism comes from the consumers, which read
+// several bodies at once: the registry output uploads -j layers at a time,
+// and the decompress stage in front of tarball and directory outputs
+// decompresses -j at a time. Each body is verified against its digest as
+// it streams, and resumes with a Range request if the connection breaks.
 func (in *Input) sendLayers(ctx context.Context, out chan<- elements.Element, layers []ocispec.Descriptor, diffIDs []digest.Digest) error {
-	// Downloads outlive this function (the consumer reads the last spools
-	// after it returns), so they hang off the pipeline's context; closing
-	// an element's body stops its download.
-	pipelineCtx := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	downloads := semaphore.NewWeighted(int64(in.parallel))
-	ord := flow.NewOrdered(2*in.parallel, func(el elements.Element) { el.Close() })
-	submitErr := make(chan error, 1)
-	go func() {
-		defer ord.Close()
-		for i, d := range layers {
-			i, d := i, d
-			err := ord.Submit(ctx, func(ctx context.Context) (elements.Element, error) {
-				return in.startLayer(ctx, pipelineCtx, downloads, i, d, diffIDs[i])
-			})
-			if err != nil {
-				submitErr <- err
-				return
-			}
+	for i, d := range layers {
+		mt := d.MediaType
+		if elements.CompressionOf(mt) == elements.Unknown {
+			in.log.Debug().Str("media_type", mt).Int("layer", i).Msg("unknown layer media type; its compression will be sniffed")
 		}
-		submitErr <- nil
-	}()
-	for {
-		el, ok, err := ord.Next(ctx)
-		if err == nil && ok {
-			err = flow.Send(ctx, out, el)
+		el := elements.Element{
+			Kind: elements.KindLayer, Name: d.Digest.Encoded(), Index: i,
+			MediaType: mt, Digest: d.Digest, DiffID: diffIDs[i], Size: d.Size,
+			Body: &lazyBlob{in: in, ctx: ctx, i: i, d: d},
 		}
-		if err != nil {
-			cancel()
-			ord.Abort()
-			<-submitErr
+		if err := flow.Send(ctx, out, el); err != nil {
 			return err
 		}
-		if !ok {
-			break
-		}
 	}
-	return <-submitErr
+	return nil
 }
 
-// startLayer waits for a download slot, starts the download into a spool
-// and returns the layer's element, whose body follows the spool.
-func (in *Input) startLayer(ctx, pipelineCtx context.Context, downloads *semaphore.Weighted, i int, d ocispec.Descriptor, diffID digest.Digest) (elements.Element, error) {
-	if err := downloads.Acquire(ctx, 1); err != nil {
-		return elements.Element{}, context.Cause(ctx)
-	}
-	sp, err := spool.New(pipelineCtx, in.tempDir)
-	if err != nil {
-		downloads.Release(1)
-		return elements.Element{}, err
-	}
-	body, err := in.client.OpenBlob(sp.Context(), d)
-	if err != nil {
-		downloads.Release(1)
-		sp.Finish(err)
-		sp.Reader().Close()
-		return elements.Element{}, fmt.Errorf("layer %d: %w", i, err)
-	}
-	tr := in.progress.Track(fmt.Sprintf("layer %d %.12s", i, d.Digest.Encoded()), d.Size)
-	go func() {
-		defer downloads.Release(1)
-		defer body.Close()
-		_, err := sp.Fill(stages.TrackReader(body, tr))
-		tr.Done(err)
-		if err != nil && sp.Context().Err() == nil {
-			in.log.Debug().Err(err).Int("layer", i).Msg("layer download failed")
+// lazyBlob opens its blob at the first Read.
+type lazyBlob struct {
+	in   *Input
+	ctx  context.Context
+	i    int
+	d    ocispec.Descriptor
+	body io.ReadCloser
+	tr   stages.Tracker
+	err  error
+}
+
+func (l *lazyBlob) Read(p []byte) (int, error) {
+	if l.body == nil && l.err == nil {
+		body, err := l.in.client.OpenBlob(l.ctx, l.d)
+		if err != nil {
+			l.err = fmt.Errorf("layer %d: %w", l.i, err)
+		} else {
+			l.tr = l.in.progress.Track(fmt.Sprintf("layer %d %.12s", l.i, l.d.Digest.Encoded()), l.d.Size)
+			l.body = body
 		}
-	}()
-	mt := d.MediaType
-	if elements.CompressionOf(mt) == elements.Unknown {
-		in.log.Debug().Str("media_type", mt).Int("layer", i).Msg("unknown layer media type; its compression will be sniffed")
 	}
-	return elements.Element{
-		Kind: elements.KindLayer, Name: d.Digest.Encoded(), Index: i,
-		MediaType: mt, Digest: d.Digest, DiffID: diffID, Size: d.Size,
-		Body: sp.Reader(),
-	}, nil
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.body.Read(p)
+	l.tr.Add(int64(n))
+	if err == io.EOF {
+		l.tr.Done(nil)
+	} else if err != nil {
+		l.tr.Done(err)
+		l.err = err
+	}
+	return n, err
+}
+
+func (l *lazyBlob) Close() error {
+	if l.body == nil {
+		l.err = errors.New("layer body closed")
+		return nil
+	}
+	return l.body.Close()
 }
