@@ -50,6 +50,12 @@ type Output struct {
 
 	cache *LayerCache // nil without --layer-cache
 
+	// finishing completes uploads whose bytes are all sent: the
+	// registry verifies a blob when its upload is completed, which can
+	// take a while, and an upload slot need not wait for it.
+	finishing    *errgroup.Group
+	finishingCtx context.Context
+
 	skipped, mounted, uploaded, cacheHits atomic.Int64
 }
 
@@ -97,6 +103,7 @@ type pushed struct {
 // Run consumes the image's elements and pushes them.
 func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 	start := time.Now()
+	o.finishing, o.finishingCtx = errgroup.WithContext(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.parallel)
 
@@ -160,6 +167,9 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 	}
 	if werr := g.Wait(); werr != nil {
 		err = werr // the push's own failure, rather than the cancellation it caused
+	}
+	if ferr := o.finishing.Wait(); err == nil {
+		err = ferr
 	}
 	if err != nil {
 		return err
@@ -348,14 +358,25 @@ func (o *Output) pushAsIs(ctx context.Context, el elements.Element, mountFrom st
 		return nil
 	}
 	tr := o.progress.Track("push "+shortName(el.Name), el.Size)
-	err = u.Put(ctx, el.Digest, stages.TrackReader(el.Body, tr), el.Size)
+	err = u.Stream(ctx, stages.TrackReader(el.Body, tr), el.Size)
 	tr.Done(err)
 	if err != nil {
 		u.Cancel()
 		return err
 	}
-	o.uploaded.Add(1)
+	o.finish(u, el.Digest)
 	return nil
+}
+
+// finish completes an upload in the background (see finishing).
+func (o *Output) finish(u *upload, d digest.Digest) {
+	o.finishing.Go(func() error {
+		if err := u.Finish(o.finishingCtx, d); err != nil {
+			return err
+		}
+		o.uploaded.Add(1)
+		return nil
+	})
 }
 
 // pushCompressed compresses a layer's tar stream while uploading it, and
@@ -392,7 +413,7 @@ func (o *Output) pushCompressed(ctx context.Context, el elements.Element) (pushe
 		}
 		pw.CloseWithError(err)
 	}()
-	err = u.Stream(ctx, pr)
+	err = u.Stream(ctx, pr, -1)
 	pr.CloseWithError(errors.New("upload ended")) // stops the compressor if the upload failed
 	<-compressed
 	tr.Done(err)
@@ -401,10 +422,7 @@ func (o *Output) pushCompressed(ctx context.Context, el elements.Element) (pushe
 		return pushed{}, err
 	}
 	d := digest.NewDigest(digest.SHA256, h)
-	if err := u.Finish(ctx, d); err != nil {
-		return pushed{}, err
-	}
-	o.uploaded.Add(1)
+	o.finish(u, d)
 	return pushed{mediaType: elements.LayerMediaType(o.compression), digest: d, size: size}, nil
 }
 

@@ -92,12 +92,15 @@ func (u *upload) Put(ctx context.Context, d digest.Digest, body io.Reader, size 
 	return nil
 }
 
-// Stream sends the blob's bytes as one streamed PATCH (chunked transfer),
-// for when the digest is only known once every byte is sent; Finish
-// completes it.
-func (u *upload) Stream(ctx context.Context, body io.Reader) error {
+// Stream sends the blob's bytes as one streamed PATCH (chunked transfer
+// when size is -1); Finish completes it with the digest. Splitting the two
+// lets the caller send the next blob while the registry verifies this one.
+func (u *upload) Stream(ctx context.Context, body io.Reader, size int64) error {
 	h := http.Header{"Content-Type": {"application/octet-stream"}}
-	resp, err := u.c.do(ctx, http.MethodPatch, u.location, h, body, -1,
+	if size == 0 {
+		body = bytes.NewReader(nil)
+	}
+	resp, err := u.c.do(ctx, http.MethodPatch, u.location, h, body, size,
 		http.StatusAccepted, http.StatusNoContent, http.StatusOK)
 	if err != nil {
 		return fmt.Errorf("upload blob: %w", err)
