@@ -53,6 +53,14 @@ var (
 		help: "registry password or token (overrides --password)"}
 	optInsecure = optSpec{name: "insecure", kind: kindBool,
 		help: "talk plain HTTP to the registry instead of HTTPS (boolean)"}
+	optLayoutTag = optSpec{name: "tag", kind: kindNonEmpty,
+		help: "the image to read: its org.opencontainers.image.ref.name in index.json (default: the only image)"}
+	optLayoutTagDest = optSpec{name: "tag", kind: kindNonEmpty,
+		help: "the org.opencontainers.image.ref.name to list the image under, replacing an image of that tag (default: the source's tag, or latest)"}
+	optOS           = optSpec{name: "os", kind: kindNonEmpty, help: "operating system to pick from a multi-platform image (default linux)"}
+	optArch         = optSpec{name: "arch", kind: kindNonEmpty, help: "CPU architecture to pick from a multi-platform image (default amd64)"}
+	optArchitecture = optSpec{name: "architecture", kind: kindNonEmpty, aliasOf: "arch", help: "same as arch (arch wins if both are given)"}
+	optVariant      = optSpec{name: "variant", kind: kindString, help: "CPU variant to pick, e.g. v8 (default none)"}
 )
 
 var sourceSchemes = []schemeSpec{
@@ -99,6 +107,21 @@ var sourceSchemes = []schemeSpec{
 		summary: "read an OCI image layout directory",
 		file:    true,
 	},
+	{
+		name:    "oci-layout",
+		form:    "oci-layout://PATH[?tag=TAG][&os=OS&arch=ARCH&variant=V]",
+		summary: "read an image from an OCI image layout directory (as skopeo's oci:PATH:TAG, umoci, crane, BuildKit)",
+		aliases: []string{"ocidir"},
+		file:    true,
+		opts:    []optSpec{optLayoutTag, optOS, optArch, optArchitecture, optVariant},
+	},
+	{
+		name:    "oci-archive",
+		form:    "oci-archive://PATH[?tag=TAG][&os=OS&arch=ARCH&variant=V]",
+		summary: "read an image from a tar archive of an OCI image layout",
+		file:    true,
+		opts:    []optSpec{optLayoutTag, optOS, optArch, optArchitecture, optVariant},
+	},
 }
 
 var destSchemes = []schemeSpec{
@@ -125,6 +148,21 @@ var destSchemes = []schemeSpec{
 		form:    "oci://PATH",
 		summary: "write an OCI runtime bundle (for runc)",
 		file:    true,
+	},
+	{
+		name:    "oci-layout",
+		form:    "oci-layout://PATH[?tag=TAG]",
+		summary: "write the image into an OCI image layout directory, created or added to (layers keep their compression)",
+		aliases: []string{"ocidir"},
+		file:    true,
+		opts:    []optSpec{optLayoutTagDest},
+	},
+	{
+		name:    "oci-archive",
+		form:    "oci-archive://PATH[?tag=TAG]",
+		summary: "write the image as a tar archive of an OCI image layout",
+		file:    true,
+		opts:    []optSpec{optLayoutTagDest},
 	},
 	{
 		name:    "mounts",
@@ -155,7 +193,7 @@ var destSchemes = []schemeSpec{
 }
 
 // schemeAliases maps alias scheme names to canonical ones.
-var schemeAliases = map[string]string{"file": "tar", "directory": "dir"}
+var schemeAliases = map[string]string{"file": "tar", "directory": "dir", "ocidir": "oci-layout"}
 
 func schemeTable(role Role) []schemeSpec {
 	if role == Dest {

@@ -143,8 +143,8 @@ func TestParseErrors(t *testing.T) {
 		msg  string // exact message, or a substring when prefixed by "~"
 	}{
 		// No scheme.
-		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, oci)`},
-		{"out", Dest, ErrSyntax, `missing scheme in URI "out": use SCHEME://..., for example tar://image.tar (valid destination schemes: tar, dir, oci, mounts, docker, registry)`},
+		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, oci, oci-layout, oci-archive)`},
+		{"out", Dest, ErrSyntax, `missing scheme in URI "out": use SCHEME://..., for example tar://image.tar (valid destination schemes: tar, dir, oci, oci-layout, oci-archive, mounts, docker, registry)`},
 		{"/tmp/image.tar", Source, ErrSyntax, "~missing scheme"},
 		{"", Source, ErrSyntax, "~missing scheme"},
 		{"://x", Source, ErrSyntax, "~missing scheme"},
@@ -153,14 +153,14 @@ func TestParseErrors(t *testing.T) {
 		{"1tar://x", Source, ErrSyntax, "~missing scheme"},
 
 		// Unknown schemes.
-		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, oci`},
+		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, oci, oci-layout, oci-archive`},
 		{"busybox:latest", Source, ErrUnknownScheme, `~unknown source scheme "busybox"`},
-		{"dir://x", Source, ErrUnknownScheme, `unknown source scheme "dir": valid source schemes are registry, docker, dockerpush, tar, oci`},
+		{"dir://x", Source, ErrUnknownScheme, `unknown source scheme "dir": valid source schemes are registry, docker, dockerpush, tar, oci, oci-layout, oci-archive`},
 		{"directory://x", Source, ErrUnknownScheme, `~unknown source scheme "dir"`},
 		{"mounts://x", Source, ErrUnknownScheme, `~unknown source scheme "mounts"`},
 		{"quay://ns", Source, ErrUnknownScheme, `~unknown source scheme "quay"`},
 		{"http://example.com/x", Source, ErrUnknownScheme, `~unknown source scheme "http"`},
-		{"dockerpush://x:y", Dest, ErrUnknownScheme, `unknown destination scheme "dockerpush": valid destination schemes are tar, dir, oci, mounts, docker, registry`},
+		{"dockerpush://x:y", Dest, ErrUnknownScheme, `unknown destination scheme "dockerpush": valid destination schemes are tar, dir, oci, oci-layout, oci-archive, mounts, docker, registry`},
 
 		// Unknown options.
 		{"tar://x.tar?foo=1", Dest, ErrUnknownOption, `unknown option "foo" for tar:// destination: valid options are (none)`},
@@ -768,24 +768,28 @@ func TestSchemes(t *testing.T) {
 		aliases map[string][]string
 		options map[string][]string
 	}{
-		{Source, []string{"registry", "docker", "dockerpush", "tar", "oci"},
-			map[string][]string{"tar": {"file"}},
+		{Source, []string{"registry", "docker", "dockerpush", "tar", "oci", "oci-layout", "oci-archive"},
+			map[string][]string{"tar": {"file"}, "oci-layout": {"ocidir"}},
 			map[string][]string{
-				"registry":   {"os", "arch", "architecture", "variant", "username", "password", "insecure", "max_workers"},
-				"docker":     {"socket"},
-				"dockerpush": {"socket"},
-				"tar":        nil,
-				"oci":        nil,
+				"registry":    {"os", "arch", "architecture", "variant", "username", "password", "insecure", "max_workers"},
+				"docker":      {"socket"},
+				"dockerpush":  {"socket"},
+				"tar":         nil,
+				"oci":         nil,
+				"oci-layout":  {"tag", "os", "arch", "architecture", "variant"},
+				"oci-archive": {"tag", "os", "arch", "architecture", "variant"},
 			}},
-		{Dest, []string{"tar", "dir", "oci", "mounts", "docker", "registry"},
-			map[string][]string{"tar": {"file"}, "dir": {"directory"}},
+		{Dest, []string{"tar", "dir", "oci", "oci-layout", "oci-archive", "mounts", "docker", "registry"},
+			map[string][]string{"tar": {"file"}, "dir": {"directory"}, "oci-layout": {"ocidir"}},
 			map[string][]string{
-				"tar":      nil,
-				"dir":      {"unique_names", "expand"},
-				"oci":      nil,
-				"mounts":   nil,
-				"docker":   {"socket"},
-				"registry": {"username", "password", "insecure", "compression", "max_workers"},
+				"tar":         nil,
+				"dir":         {"unique_names", "expand"},
+				"oci":         nil,
+				"oci-layout":  {"tag"},
+				"oci-archive": {"tag"},
+				"mounts":      nil,
+				"docker":      {"socket"},
+				"registry":    {"username", "password", "insecure", "compression", "max_workers"},
 			}},
 	}
 	for _, tt := range tests {

@@ -57,7 +57,7 @@ var filters = map[string]FilterFactory{}
 // needTar lists the outputs that write layers as tar streams: they get the
 // decompress stage in front of them, so that compressed layers are
 // decompressed several at a time rather than one after another.
-var needTar = map[string]bool{"tar": true, "dir": true}
+var needTar = map[string]bool{"tar": true, "dir": true, "oci": true}
 
 // OutputPrelude returns the stage the engine runs just before the output
 // for a destination, or nil: for outputs that need tar streams, the

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/occystrap/occystrap/elements"
@@ -87,6 +88,9 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 			unpacker.Close()
 		}
 	}()
+	jobs := newLayerJobs(ctx)
+	defer jobs.stop() // before the unpacker is closed and the stage removed
+	ctx = jobs.ctx    // a layer written in the background that fails stops the rest
 	for {
 		el, ok, err := flow.Recv(ctx, in)
 		if err != nil {
@@ -143,7 +147,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 				return fmt.Errorf("%s: another layer of this image has the same name; cannot write both as %s/layer.tar", el, el.Name)
 			}
 			seen[el.Name] = el.DiffID
-			n, err := o.writeLayer(ctx, st, el, unpacker, dup)
+			n, err := o.writeLayer(ctx, st, el, unpacker, dup, jobs)
 			if err != nil {
 				return err
 			}
@@ -153,6 +157,10 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 			el.Close()
 		}
 	}
+	if err := jobs.wait(); err != nil {
+		return err
+	}
+	total += jobs.total.Load()
 	// The input's channel closes as it returns; if it returned an error,
 	// the context is cancelled first (see engine): never commit then.
 	if err := ctx.Err(); err != nil {
@@ -187,8 +195,11 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 }
 
 // writeLayer writes <name>/layer.tar unless the destination already has
-// it, and applies the layer to the expanded tree when there is one.
-func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, dup bool) (int64, error) {
+// it, and applies the layer to the expanded tree when there is one. A layer
+// that is an uncompressed range of the input file is written in the
+// background (see layerJobs): writeLayer then returns 0 at once, and the
+// bytes are counted in jobs.total.
+func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, dup bool, jobs *layerJobs) (int64, error) {
 	exists := dup || st.hasLayer(el.Name)
 	if exists && u == nil {
 		o.log.Debug().Str("layer", el.Name).Msg("layer already present; skipped")
@@ -199,6 +210,26 @@ func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element,
 	if elements.CompressionOf(el.MediaType) == elements.None {
 		size = el.Size
 	}
+	if raw := tarball.RawRange(el); raw != nil {
+		tr := o.progress.Track(el.Name, size)
+		err := jobs.start(func(ctx context.Context, prev *turn, mine *turn) (int64, error) {
+			n, err := o.streamRange(ctx, st, el, *raw, u, exists, prev, mine)
+			tr.Add(n)
+			tr.Done(err)
+			return n, err
+		})
+		if err != nil {
+			el.Close()
+			tr.Done(err)
+		}
+		return 0, err
+	}
+	// Layers streamed here are applied after those written in the
+	// background, and the file system is left to one writer at a time.
+	if err := jobs.wait(); err != nil {
+		el.Close()
+		return 0, err
+	}
 	tr := o.progress.Track(el.Name, size)
 	n, err := o.streamLayer(ctx, st, el, u, exists)
 	tr.Add(n)
@@ -206,10 +237,24 @@ func (o *Output) writeLayer(ctx context.Context, st *stage, el elements.Element,
 	return n, err
 }
 
+// createLayerFile creates <name>/layer.tar in the stage.
+func createLayerFile(st *stage, name string) (*os.File, error) {
+	dir := filepath.Join(st.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.Create(filepath.Join(dir, "layer.tar"))
+	if err != nil {
+		return nil, fmt.Errorf("create layer file: %w", err)
+	}
+	return f, nil
+}
+
+// streamLayer writes a layer from its stream: decompressed if need be,
+// verified, copied to the layer file and applied to the expanded tree.
 func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element, u *unpack.Unpacker, exists bool) (int64, error) {
 	index := el.Index
 	what := el.String()
-	raw := tarball.RawRange(el)
 	r, err := elements.OpenTar(el)
 	if err != nil {
 		return 0, err
@@ -217,46 +262,23 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 	defer r.Close()
 
 	var (
-		file    *os.File
-		sink    io.Writer = io.Discard
-		bw      *bufio.Writer
-		copying sync.WaitGroup
-		copyErr error
+		file *os.File
+		sink io.Writer = io.Discard
+		bw   *bufio.Writer
 	)
 	if !exists {
-		dir := filepath.Join(st.dir, el.Name)
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return 0, fmt.Errorf("create %s: %w", dir, err)
-		}
-		if file, err = os.Create(filepath.Join(dir, "layer.tar")); err != nil {
-			return 0, fmt.Errorf("create layer file: %w", err)
+		if file, err = createLayerFile(st, el.Name); err != nil {
+			return 0, err
 		}
 		defer file.Close()
-		if raw != nil {
-			// An uncompressed range of the input file: copy it in the
-			// kernel while the stream below is verified (and expanded).
-			// The copy ends before r is closed, which releases the file
-			// (deferred calls run last-in first-out).
-			copying.Add(1)
-			go func() {
-				defer copying.Done()
-				_, copyErr = elements.CopyRange(file, 0, *raw, func(int64) error { return ctx.Err() })
-			}()
-			defer copying.Wait()
-		} else {
-			bw = bufio.NewWriterSize(file, writeBuffer)
-			sink = bw
-		}
+		bw = bufio.NewWriterSize(file, writeBuffer)
+		sink = bw
 	}
 	var n int64
 	if u == nil {
 		n, err = elements.CopyContext(ctx, sink, r, nil)
 	} else {
 		n, err = o.expandLayer(ctx, u, index, r, sink)
-	}
-	copying.Wait()
-	if err == nil {
-		err = copyErr
 	}
 	if err == nil && bw != nil {
 		err = bw.Flush()
@@ -269,6 +291,184 @@ func (o *Output) streamLayer(ctx context.Context, st *stage, el elements.Element
 	}
 	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
 	return n, nil
+}
+
+// streamRange writes a layer that is an uncompressed range of the input
+// file, in three goroutines that overlap: the layer file is copied from
+// the input in the kernel, the expanded tree is applied straight from the
+// input (its regular files copied in the kernel too), and this goroutine
+// reads the layer's stream to its end, which verifies it. A digest
+// mismatch stops the other two and is the error reported, since it
+// explains any failure to extract. The extraction waits for prev, the
+// previous layer's, and ends mine.
+func (o *Output) streamRange(ctx context.Context, st *stage, el elements.Element, raw elements.FileRange, u *unpack.Unpacker, exists bool, prev, mine *turn) (int64, error) {
+	index := el.Index
+	what := el.String()
+	r, err := elements.OpenTar(el)
+	if err != nil {
+		mine.end(false)
+		return 0, err
+	}
+	// The copies read raw until they end, before r is closed, which
+	// releases the file (deferred calls run last-in first-out).
+	defer r.Close()
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		wg               sync.WaitGroup
+		copyErr, applErr error
+	)
+	defer wg.Wait()
+	if !exists {
+		file, err := createLayerFile(st, el.Name)
+		if err != nil {
+			mine.end(false)
+			return 0, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, copyErr = elements.CopyRange(file, 0, raw, func(int64) error { return sub.Err() })
+			if err := file.Close(); copyErr == nil {
+				copyErr = err
+			}
+		}()
+	}
+	if u != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok := false
+			defer func() { mine.end(ok) }()
+			select {
+			case <-prev.done:
+			case <-sub.Done():
+				applErr = sub.Err()
+				return
+			}
+			if !prev.ok {
+				// The previous layer failed, and its error, which
+				// cancels this layer too, is the one to report.
+				<-sub.Done()
+				applErr = context.Cause(sub)
+				return
+			}
+			if err := u.ApplyFile(sub, index, raw.File, raw.Offset, raw.Length); err != nil {
+				applErr = fmt.Errorf("expand: %w", err)
+				return
+			}
+			ok = true
+		}()
+	} else {
+		mine.end(true)
+	}
+	n, err := elements.CopyContext(ctx, io.Discard, r, nil)
+	if err != nil {
+		cancel()
+	}
+	wg.Wait()
+	switch {
+	case err != nil:
+	case applErr != nil:
+		err = applErr
+	default:
+		err = copyErr
+	}
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", what, err)
+	}
+	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
+	return n, nil
+}
+
+// layersInFlight bounds the layers written in the background at once. Two
+// are enough to keep two CPUs busy: while one layer's hash finishes, the
+// next one's copies start.
+const layersInFlight = 2
+
+// layerJobs writes layers in the background, at most layersInFlight at a
+// time, while the output receives the next ones. Their extractions still
+// happen one after another in image order: each waits for the previous
+// one's turn to end. The first error cancels the rest.
+type layerJobs struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+	last   *turn // the turn of the last layer started
+	total  atomic.Int64
+
+	mu  sync.Mutex
+	err error
+}
+
+// turn is one layer's turn to extract: done is closed when it ends, and ok
+// (set before) says whether the layer was applied.
+type turn struct {
+	done chan struct{}
+	ok   bool
+	once sync.Once
+}
+
+func (t *turn) end(ok bool) {
+	t.once.Do(func() {
+		t.ok = ok
+		close(t.done)
+	})
+}
+
+func newLayerJobs(ctx context.Context) *layerJobs {
+	ctx, cancel := context.WithCancelCause(ctx)
+	first := &turn{done: make(chan struct{})}
+	first.end(true)
+	return &layerJobs{ctx: ctx, cancel: cancel, slots: make(chan struct{}, layersInFlight), last: first}
+}
+
+// start runs fn in the background once a slot is free. fn is given the
+// previous layer's turn and its own, which it must end.
+func (j *layerJobs) start(fn func(ctx context.Context, prev, mine *turn) (int64, error)) error {
+	select {
+	case j.slots <- struct{}{}:
+	case <-j.ctx.Done():
+		return context.Cause(j.ctx)
+	}
+	prev, mine := j.last, &turn{done: make(chan struct{})}
+	j.last = mine
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		defer func() { <-j.slots }()
+		n, err := fn(j.ctx, prev, mine)
+		mine.end(err == nil)
+		j.total.Add(n)
+		if err != nil {
+			j.mu.Lock()
+			if j.err == nil {
+				j.err = err
+			}
+			j.mu.Unlock()
+			j.cancel(err)
+		}
+	}()
+	return nil
+}
+
+// stop cancels the layers still being written and waits for them.
+func (j *layerJobs) stop() {
+	j.cancel(errStopped)
+	j.wg.Wait()
+}
+
+var errStopped = errors.New("dir output stopped")
+
+// wait waits until every layer started has been written, and returns the
+// first error.
+func (j *layerJobs) wait() error {
+	j.wg.Wait()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
 }
 
 // expandLayer copies r to sink (verifying it on the way) in this goroutine

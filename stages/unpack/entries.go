@@ -70,7 +70,22 @@ func (u *Unpacker) writeFile(ctx context.Context, tr *tar.Reader, hdr *tar.Heade
 	if err != nil {
 		return &fs.PathError{Op: "create", Path: name, Err: err}
 	}
-	err = u.copyData(ctx, fd, tr, isSparse(hdr))
+	sparse := isSparse(hdr)
+	copied := false
+	if src := u.copySrc; src != nil && !u.noKernelCopy && !sparse &&
+		hdr.Typeflag == tar.TypeReg && hdr.Size >= kernelCopyMin {
+		// Straight from the layer's file; the tar reader skips the data.
+		switch err = src.copyTo(ctx, fd, hdr.Size); err {
+		case nil:
+			copied = true
+		case errNoKernelCopy:
+			u.noKernelCopy = true
+			err = nil
+		}
+	}
+	if err == nil && !copied {
+		err = u.copyData(ctx, fd, tr, sparse)
+	}
 	if err == nil {
 		err = u.fileMeta(fd, hdr, name)
 	}

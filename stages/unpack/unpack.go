@@ -122,6 +122,13 @@ type Unpacker struct {
 	br    *bufio.Reader
 	times [2]unix.Timespec // scratch for utimensat
 
+	// src is ApplyFile's reader, kept for reuse. copySrc is the same while
+	// ApplyFile runs: regular files are then copied from the layer's file
+	// in the kernel, unless noKernelCopy says that cannot work here.
+	src          *rangeReader
+	copySrc      *rangeReader
+	noKernelCopy bool
+
 	// chain caches open descriptors of the directories most recently
 	// written into; each entry's path is an ancestor of (or equal to) the
 	// next one's.
@@ -184,15 +191,9 @@ func New(root string, opts Options) (*Unpacker, error) {
 // consumed part of that remainder already). It checks ctx between entries (and between
 // chunks of large files). Directory modes and times are applied by Finish.
 func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
-	if u.closed {
-		return errors.New("unpack: Apply after Close")
+	if err := u.usable(); err != nil {
+		return err
 	}
-	if u.finished {
-		return errors.New("unpack: Apply after Finish")
-	}
-	clear(u.seen)
-	defer clear(u.seen)
-	u.layer = layer
 	if _, ok := r.(io.ByteReader); !ok {
 		// Buffer small reads (512-byte headers); large reads bypass it.
 		if u.br == nil {
@@ -203,6 +204,51 @@ func (u *Unpacker) Apply(ctx context.Context, layer int, r io.Reader) error {
 		defer u.br.Reset(nil)
 		r = u.br
 	}
+	return u.applyTar(ctx, layer, r, nil)
+}
+
+// ApplyFile applies one layer like Apply, reading it from the n bytes at
+// offset off of f: an uncompressed tar stream lying in a file, such as a
+// layer inside a docker-save tarball. The data of regular files is copied
+// from f into the new files in the kernel (copy_file_range) where the file
+// systems allow it, rather than read into user space and written back.
+// Nothing outside the range is read, and nothing is left for the caller to
+// drain. f's own offset is neither used nor moved; f must stay open until
+// ApplyFile returns. The same checks as Apply's confine every entry.
+func (u *Unpacker) ApplyFile(ctx context.Context, layer int, f *os.File, off, n int64) error {
+	if err := u.usable(); err != nil {
+		return err
+	}
+	if off < 0 || n < 0 {
+		return fmt.Errorf("unpack: layer %d: invalid range %d+%d", layer, off, n)
+	}
+	if u.src == nil {
+		u.src = &rangeReader{buf: make([]byte, rangeBuf)}
+	}
+	u.src.reset(f, off, n)
+	defer u.src.reset(nil, 0, 0)
+	return u.applyTar(ctx, layer, u.src, u.src)
+}
+
+func (u *Unpacker) usable() error {
+	if u.closed {
+		return errors.New("unpack: Apply after Close")
+	}
+	if u.finished {
+		return errors.New("unpack: Apply after Finish")
+	}
+	return nil
+}
+
+// applyTar applies the tar stream r. When the stream is read from a file
+// range, src is r itself, and regular files are copied from it in the
+// kernel.
+func (u *Unpacker) applyTar(ctx context.Context, layer int, r io.Reader, src *rangeReader) error {
+	clear(u.seen)
+	defer clear(u.seen)
+	u.layer = layer
+	u.copySrc = src
+	defer func() { u.copySrc = nil }()
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {

@@ -130,6 +130,13 @@ func applyLayers(t *testing.T, root string, opts Options, layers ...[]byte) erro
 		}
 	}()
 	for i, l := range layers {
+		if viaFile {
+			f, off := layerFile(t, l)
+			if err := u.ApplyFile(context.Background(), i, f, off, int64(len(l))); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := u.Apply(context.Background(), i, bytes.NewReader(l)); err != nil {
 			return err
 		}
