@@ -42,12 +42,19 @@ type barProgress struct {
 	overall *mpb.Bar
 	total   int64 // sum of the known totals
 	unknown bool  // some piece of work has no known total
+	bars    []*mpb.Bar
 }
 
 // finish waits for the bars to be drawn to the end; after a failure it
 // cancels them first, since Wait would otherwise block on unfinished bars.
 func (b *barProgress) finish(err error) {
 	b.mu.Lock()
+	// A stage that never ended its piece of work (a body closed unread)
+	// must not keep Wait from returning: drop its bar. Abort does nothing
+	// to bars already complete.
+	for _, bar := range b.bars {
+		bar.Abort(true)
+	}
 	if b.overall != nil {
 		if err == nil {
 			b.overall.SetTotal(-1, true) // complete at whatever was counted
@@ -67,11 +74,22 @@ func (b *barProgress) Track(name string, total int64) stages.Tracker {
 	if len(name) > 16 {
 		name = name[:16]
 	}
-	bar := b.p.AddBar(max(total, 0),
+	// Bars are made with no total and given it afterwards: mpb completes a
+	// bar made with a total only when its count reaches that total, and
+	// then ignores SetTotal, so a piece of work that counts a different
+	// number of bytes than announced (a compressed size announced, the
+	// tar stream counted) would keep Wait from ever returning.
+	bar := b.p.AddBar(0,
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
 		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.OnComplete(decor.Name(""), " done")),
 		mpb.BarRemoveOnComplete(),
 	)
+	if total > 0 {
+		bar.SetTotal(total, false)
+	}
+	b.mu.Lock()
+	b.bars = append(b.bars, bar)
+	b.mu.Unlock()
 	return &barTracker{bar: bar, total: total, all: b.track(total)}
 }
 
@@ -87,11 +105,12 @@ func (b *barProgress) track(total int64) *barProgress {
 		b.unknown = true
 	}
 	if b.count == 2 && b.overall == nil {
-		b.overall = b.p.AddBar(b.total,
+		b.overall = b.p.AddBar(0,
 			mpb.BarPriority(1<<30), // always the last line
 			mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
 			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f")),
 		)
+		b.overall.SetTotal(b.total, false)
 	} else if b.overall != nil && total > 0 {
 		b.overall.SetTotal(b.total, false)
 	}
