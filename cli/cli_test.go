@@ -214,7 +214,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"unknown filter", []string{"process", "tar://x.tar", "tar://" + dir + "/o.tar", "-f", "frobnicate"}, 2, "normalize-timestamps"},
 		{"missing input file", []string{"process", "tar://" + dir + "/none.tar", "tar://" + dir + "/o.tar"}, 1, "no such file"},
 		{"not implemented source", []string{"process", "oci://some/dir", "tar://" + dir + "/o.tar"}, 1, "not implemented yet"},
-		{"not implemented command", []string{"check", "tar://x.tar"}, 1, "not implemented yet"},
+		{"not implemented command", []string{"proxy", "--downstream", "localhost:5000"}, 1, "not implemented yet"},
+		{"check of a missing file", []string{"check", "tar://" + dir + "/none.tar"}, 1, "no such file"},
 		{"bad compression flag", []string{"--compression", "lz4", "process", "tar://x", "tar://y"}, 2, "compression"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,17 +2,6 @@ package cli
 
 import "fmt"
 
-// CheckCmd is `occystrap check SOURCE [--fast]`.
-type CheckCmd struct {
-	Source string `arg:"" help:"Image to check, as SCHEME://...."`
-	Fast   bool   `help:"Check only the manifest and config; download no layer."`
-}
-
-// Run is not implemented yet.
-func (c *CheckCmd) Run(a *app) error {
-	return fmt.Errorf("the check command is not implemented yet in this version of occystrap")
-}
-
 // ProxyCmd is `occystrap proxy --downstream REGISTRY`.
 type ProxyCmd struct {
 	Listen           string   `short:"l" default:"127.0.0.1:5050" help:"Address to listen on, HOST:PORT."`
