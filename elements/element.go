@@ -85,3 +85,18 @@ func (e Element) String() string {
 	}
 	return fmt.Sprintf("%s %s", e.Kind, e.Name)
 }
+
+// Settled is implemented by bodies whose bytes were already checked
+// against the element's digests when they were made (a layer a filter
+// rewrote into a temporary file, hashing it on the way). An output that
+// copies such a body by its Source range need not read it a second time
+// just to verify it.
+type Settled interface {
+	Settled() bool
+}
+
+// IsSettled reports whether el's body needs no verifying read.
+func IsSettled(el Element) bool {
+	s, ok := el.Body.(Settled)
+	return ok && s.Settled()
+}

@@ -319,12 +319,20 @@ func (t *tempFile) Write(p []byte) (int, error) {
 }
 
 // reader returns the file's content as a body; closing it frees the file.
+// Its bytes were hashed as they were written, so it is Settled.
 func (t *tempFile) reader() io.ReadCloser {
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(t.f, 0, t.size), t.f}
+	return settledBody{io.NewSectionReader(t.f, 0, t.size), t.f}
 }
+
+// settledBody is a temporary file's content, hashed when it was written.
+type settledBody struct {
+	io.Reader
+	io.Closer
+}
+
+// Settled reports that the bytes need no verifying read (see
+// elements.Settled).
+func (settledBody) Settled() bool { return true }
 
 // source returns the file's content as a FileRange, for kernel copies.
 func (t *tempFile) source() *elements.FileRange {
