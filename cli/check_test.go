@@ -578,3 +578,30 @@ func TestCheckRegistryWrongMediaType(t *testing.T) {
 		t.Errorf("%d layers verified, want %d\n%s", n, len(res.DiffIDs), rep)
 	}
 }
+
+// TestCheckOutputsOfProcess: what process writes in each image format we
+// can read back (tarball, OCI layout, OCI archive, after filters) passes
+// check with no errors, fast and full.
+func TestCheckOutputsOfProcess(t *testing.T) {
+	in, _ := writeImage(t, filterImage(time.Unix(1_600_000_000, 0)).WithCompression("gzip"), imagegen.OCI)
+	work := t.TempDir()
+	for _, tc := range []struct {
+		dest    string
+		filters []string
+	}{
+		{"tar://" + filepath.Join(work, "plain.tar"), nil},
+		{"tar://" + filepath.Join(work, "norm.tar"), []string{"-f", "normalize-timestamps", "-f", "exclude:pattern=usr/share"}},
+		{"oci-layout://" + filepath.Join(work, "layout") + "?tag=v1", nil},
+		{"oci-archive://" + filepath.Join(work, "archive.tar") + "?tag=v1", nil},
+	} {
+		t.Run(tc.dest[:strings.Index(tc.dest, ":")], func(t *testing.T) {
+			mustRun(t, append([]string{"process", "tar://" + in, tc.dest}, tc.filters...)...)
+			for _, fast := range []bool{true, false} {
+				code, rep, stderr := runCheck(t, fast, tc.dest)
+				if code != 0 || rep.Errors != 0 {
+					t.Errorf("check (fast=%v) of %s: exit %d, %d errors\n%s%s", fast, tc.dest, code, rep.Errors, rep, stderr)
+				}
+			}
+		})
+	}
+}
