@@ -44,6 +44,12 @@ func (u *Unpacker) mkdir(hdr *tar.Header, name, dir, base string) error {
 	}
 	u.dirs[name] = meta
 	u.mark(name)
+	if u.whited[name] {
+		// Replaces this layer's own overlayfs whiteout: hide lower content.
+		if err := u.setOpaqueAt(pfd, base, name); err != nil {
+			return err
+		}
+	}
 	if hasXattrs(hdr) {
 		fd, err := unix.Openat(pfd, base, dirFlags|unix.O_NOFOLLOW, 0)
 		if err != nil {
@@ -391,6 +397,9 @@ func (u *Unpacker) mknod(hdr *tar.Header, pfd int, base, name string) error {
 // Only content from lower layers is removed: paths written by the current
 // layer are kept, whether they come before or after the whiteout.
 func (u *Unpacker) whiteout(dir, base string) error {
+	if u.opts.Whiteouts == WhiteoutsOverlay {
+		return u.overlayWhiteout(dir, base)
+	}
 	if base == opaqueMarker {
 		dfd, err := u.openDir(dir, false)
 		if err != nil {
@@ -447,6 +456,11 @@ func (u *Unpacker) setXattrs(fd int, hdr *tar.Header, name string) {
 	for k, v := range hdr.PAXRecords {
 		attr, ok := strings.CutPrefix(k, xattrPrefix)
 		if !ok || attr == "" {
+			continue
+		}
+		if u.opts.Whiteouts == WhiteoutsOverlay && isOverlayXattr(attr) {
+			u.log.Debug().Int("layer", u.layer).Str("entry", name).Str("xattr", attr).
+				Msg("ignoring overlayfs xattr carried by the layer")
 			continue
 		}
 		if err := unix.Fsetxattr(fd, attr, []byte(v), 0); err != nil {

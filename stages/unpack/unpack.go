@@ -92,6 +92,10 @@ type Options struct {
 	// normally set it when running as root; when false, ownership in the
 	// layers is ignored and files belong to the calling user.
 	Owner bool
+	// Whiteouts says what whiteout entries do: WhiteoutsApply (the
+	// default) applies them to what lower layers wrote; WhiteoutsOverlay
+	// keeps each layer apart, converting them to overlayfs form.
+	Whiteouts WhiteoutMode
 }
 
 // dirMeta is the metadata of a directory, applied by Finish.
@@ -136,6 +140,9 @@ type Unpacker struct {
 
 	dirs map[string]dirMeta // directory metadata, applied by Finish
 	seen map[string]uint8   // paths written by the current layer
+	// whited holds the paths the current layer turned into overlayfs
+	// whiteouts (WhiteoutsOverlay).
+	whited map[string]bool
 
 	layer       int    // current layer, for messages
 	entry       string // current entry's raw name, for messages
@@ -246,6 +253,7 @@ func (u *Unpacker) usable() error {
 func (u *Unpacker) applyTar(ctx context.Context, layer int, r io.Reader, src *rangeReader) error {
 	clear(u.seen)
 	defer clear(u.seen)
+	clear(u.whited)
 	u.layer = layer
 	u.copySrc = src
 	defer func() { u.copySrc = nil }()
