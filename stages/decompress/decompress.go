@@ -40,45 +40,12 @@ func New(parallel int, env stages.Env) *Stage {
 // Run passes elements from in to out in order, with compressed layers
 // replaced by their verified tar streams.
 func (s *Stage) Run(ctx context.Context, in <-chan elements.Element, out chan<- elements.Element) error {
-	pipelineCtx := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	pipelineCtx := ctx // spools outlive Run: the output reads the last ones after it
 	busy := semaphore.NewWeighted(int64(s.parallel))
-	ord := flow.NewOrdered(2*s.parallel, func(el elements.Element) { el.Close() })
-	recvErr := make(chan error, 1)
-	go func() {
-		defer ord.Close()
-		for {
-			el, ok, err := flow.Recv(ctx, in)
-			if err != nil || !ok {
-				recvErr <- err
-				return
-			}
-			if err := ord.Submit(ctx, func(ctx context.Context) (elements.Element, error) {
-				return s.start(ctx, pipelineCtx, busy, el)
-			}); err != nil {
-				el.Close()
-				recvErr <- err
-				return
-			}
-		}
-	}()
-	for {
-		el, ok, err := ord.Next(ctx)
-		if err == nil && ok {
-			err = flow.Send(ctx, out, el)
-		}
-		if err != nil {
-			cancel()
-			ord.Abort()
-			<-recvErr
-			return err
-		}
-		if !ok {
-			break
-		}
-	}
-	return <-recvErr
+	return flow.Map(ctx, in, out, 2*s.parallel, func(ctx context.Context, el elements.Element) (elements.Element, bool, error) {
+		res, err := s.start(ctx, pipelineCtx, busy, el)
+		return res, true, err
+	})
 }
 
 // start begins decompressing el into a spool (if it is a compressed layer)

@@ -69,79 +69,44 @@ func New(name string, edit Editor, env stages.Env) *Filter {
 
 // Run rewrites the layers from in and sends them, then the config, on out.
 func (f *Filter) Run(ctx context.Context, in <-chan elements.Element, out chan<- elements.Element) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	busy := semaphore.NewWeighted(int64(f.parallel))
-	ord := flow.NewOrdered(2*f.parallel, func(el elements.Element) { el.Close() })
-
 	var (
 		mu        sync.Mutex
 		newDiffs  = map[int]digest.Digest{}
 		config    *elements.Element
 		configRaw []byte
 	)
-	recvErr := make(chan error, 1)
-	go func() {
-		defer ord.Close()
-		for {
-			el, ok, err := flow.Recv(ctx, in)
-			if err != nil || !ok {
-				recvErr <- err
-				return
-			}
-			if el.Kind == elements.KindConfig {
-				data, err := tarball.ReadConfig(el)
-				if err != nil {
-					recvErr <- err
-					return
-				}
-				c := el
-				c.Body = nil
-				mu.Lock()
-				config, configRaw = &c, data
-				mu.Unlock()
-				continue
-			}
-			err = ord.Submit(ctx, func(ctx context.Context) (elements.Element, error) {
-				if el.Kind != elements.KindLayer || el.Body == nil {
-					return el, nil
-				}
-				if err := busy.Acquire(ctx, 1); err != nil {
-					el.Close()
-					return elements.Element{}, context.Cause(ctx)
-				}
-				defer busy.Release(1)
-				res, changed, err := f.layer(ctx, el)
-				if err == nil && changed {
-					mu.Lock()
-					newDiffs[el.Index] = res.DiffID
-					mu.Unlock()
-				}
-				return res, err
-			})
+	err := flow.Map(ctx, in, out, 2*f.parallel, func(ctx context.Context, el elements.Element) (elements.Element, bool, error) {
+		switch {
+		case el.Kind == elements.KindConfig:
+			// Held back: its diff IDs change with the layers.
+			data, err := tarball.ReadConfig(el)
 			if err != nil {
-				el.Close()
-				recvErr <- err
-				return
+				return el, false, err
 			}
+			c := el
+			c.Body = nil
+			mu.Lock()
+			config, configRaw = &c, data
+			mu.Unlock()
+			return el, false, nil
+		case el.Kind != elements.KindLayer || el.Body == nil:
+			return el, true, nil
 		}
-	}()
-	for {
-		el, ok, err := ord.Next(ctx)
-		if err == nil && ok {
-			err = flow.Send(ctx, out, el)
+		if err := busy.Acquire(ctx, 1); err != nil {
+			el.Close()
+			return el, false, context.Cause(ctx)
 		}
-		if err != nil {
-			cancel()
-			ord.Abort()
-			<-recvErr
-			return err
+		defer busy.Release(1)
+		res, changed, err := f.layer(ctx, el)
+		if err == nil && changed {
+			mu.Lock()
+			newDiffs[el.Index] = res.DiffID
+			mu.Unlock()
 		}
-		if !ok {
-			break
-		}
-	}
-	if err := <-recvErr; err != nil {
+		return res, true, err
+	})
+	if err != nil {
 		return err
 	}
 	if config == nil {
