@@ -1,6 +1,6 @@
 // Command harness measures occystrap side by side with the least the same
 // work can cost, on a generated image, and prints a Markdown table of
-// median wall times and peak memory:
+// median wall times, CPU times and peak memory:
 //
 //   - tar -> tar against `cp` of the file plus one sha256 pass over it with
 //     Go's crypto/sha256 (every diff ID must be verified, so the copy and
@@ -9,12 +9,48 @@
 //     another.
 //
 // Run it with `go run ./bench/harness -size 1GiB` (or `go tool task
-// bench:compare`). Each command runs -runs times on a warm page cache; peak
-// RSS is the child's maximum resident set size as the kernel reports it.
+// bench:compare`). The commands run round-robin, -runs times each, and the
+// median is reported; peak RSS is the child's maximum resident set size as
+// the kernel reports it.
+//
+// Every timed run starts from the same state, prepared outside the timed
+// region, whatever command ran before it:
+//
+//  1. the previous run's output is deleted and everything dirty is written
+//     back (sync), so that no command pays for another's writeback or
+//     deletion;
+//  2. the inputs of every command are read through once, so that all of
+//     them read from the page cache;
+//  3. the machine is idle: on a shared machine the harness waits (up to
+//     -quiet) until other processes leave the CPUs alone, and says how many
+//     runs it had to start while they did not;
+//  4. the free memory that the command will fill with page cache is in the
+//     same state for every command (-memory).
+//
+// The last point matters on virtual machines that hand freed memory back
+// to their host (virtio-balloon free page reporting, as on the project's
+// Firecracker machine): a second or two after page cache is freed in large
+// blocks, the host takes that memory back, and the guest then pays a host
+// page fault for every page it writes into it again. There, writing 2 GiB
+// into the page cache takes 0.3 s right after a previous output was deleted
+// and 3 to 5 s, depending on the host's load, once the freed memory has been
+// handed back: a pause between cleaning up and the timed run (as this
+// harness once made, "to let the file system settle") charges every command
+// with a host fault per page it writes, which is most of its time.
+//
+// With -memory warm (the default) the harness writes -warm bytes to a
+// scratch file and deletes it just before starting the clock, so that every
+// command writes into memory the machine already holds, as in a shell loop
+// that deletes the last output and runs again: the time measured is the
+// command's own work. With -memory cold it waits until the kernel has
+// stopped handing free memory back, so that every command pays the host for
+// each new page of page cache: that penalises commands in proportion to the
+// bytes they write, and varies with the host's load.
 package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"crypto/sha256"
 	"flag"
 	"fmt"
@@ -34,21 +70,51 @@ import (
 
 type measure struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	cpu    time.Duration // user + system, of the command and its children
+	maxRSS int64         // bytes
+	loaded bool          // started while the machine was busy
 }
 
+// reportedKiB is where the kernel of this project's machine counts the
+// memory it has reported free to the hypervisor; other kernels may not
+// have it.
+const reportedKiB = "/sys/module/page_reporting/parameters/reported_kib"
+
+// envRun makes the harness binary a runner: it runs os.Args[1:] and prints
+// the wall time, CPU time and peak RSS (see runCmd).
+const envRun = "OCCYSTRAP_HARNESS_RUN"
+
 func main() {
+	if os.Getenv(envRun) != "" {
+		runChild(os.Args[1:])
+		return
+	}
 	size := flag.String("size", "1GiB", "image size (KiB, MiB, GiB suffixes)")
 	layers := flag.Int("layers", 8, "layers in the generated image")
-	runs := flag.Int("runs", 3, "runs of each command (the median is reported)")
+	runs := flag.Int("runs", 5, "runs of each command (the median is reported)")
 	work := flag.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
-	settle := flag.Duration("settle", 2*time.Second, "pause after cleaning up between runs, so that freeing the last run's files does not slow the next")
+	memory := flag.String("memory", "warm", "state of free memory when a command starts: warm (just freed by this machine) or cold (handed back to the hypervisor, on virtual machines that do that)")
+	warm := flag.String("warm", "", "with -memory warm, bytes written to a scratch file and deleted before each run (default: 2.5 times -size, at most a third of the available memory)")
+	settle := flag.Duration("settle", 3*time.Second, "with -memory cold, the least pause before each run; the harness then waits until no more free memory is being handed to the hypervisor")
+	quiet := flag.Duration("quiet", 2*time.Minute, "wait at most this long before each run for the machine's CPUs to be idle (0: do not wait)")
 	only := flag.String("only", "", "run only the commands whose name contains this text")
 	bin := flag.String("bin", "bin/occystrap", "occystrap binary to measure")
+	baseline := flag.String("baseline", "", "another occystrap binary (an earlier build) to measure beside -bin, in the same runs")
 	flag.Parse()
 	n, err := parseSize(*size)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *memory != "warm" && *memory != "cold" {
+		log.Fatalf("-memory %q: want warm or cold", *memory)
+	}
+	warmBytes := n*5/2 + 64<<20
+	if *warm != "" {
+		if warmBytes, err = parseSize(*warm); err != nil {
+			log.Fatal(err)
+		}
+	} else if avail := memAvailable(); avail > 0 {
+		warmBytes = min(warmBytes, avail/3)
 	}
 	if *work == "" {
 		d, err := os.MkdirTemp("", "occystrap-bench-")
@@ -68,75 +134,133 @@ func main() {
 		log.Fatal(err)
 	}
 	layerFiles := splitLayers(in, filepath.Join(*work, "layers"))
+	inputs := append([]string{in}, layerFiles...)
 
 	out := filepath.Join(*work, "out")
+	scratch := filepath.Join(*work, "warm")
 	// The commands run round-robin, -runs times each, so that slow spells
-	// of the machine's disk spread over all of them; the median is kept.
+	// of the machine spread over all of them; the median is kept.
 	type job struct {
-		name  string
-		setup func()
-		fn    func() measure
-		ms    []measure
+		name string
+		fn   func() measure
+		ms   []measure
 	}
-	// Each run starts from an empty output directory with nothing waiting
-	// to be written back, so that one run's writeback does not slow the next.
-	clean := func() {
-		os.RemoveAll(out)
-		os.MkdirAll(out, 0o755)
-		exec.Command("sync").Run()
-		time.Sleep(*settle) // let the file system finish freeing (discard) what was removed
+	// prepare puts the machine in the same state before every timed run
+	// (see the package comment) and reports whether it is idle.
+	prepare := func() (idle bool) {
+		if err := os.RemoveAll(out); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			log.Fatal(err)
+		}
+		syscall.Sync()
+		for _, f := range inputs {
+			readThrough(f)
+		}
+		idle = waitQuiet(*quiet)
+		if *memory == "cold" {
+			waitCold(*settle)
+			return idle
+		}
+		writeAndDelete(scratch, warmBytes)
+		return idle
 	}
 	jobs := []*job{
-		{name: "cp image.tar", setup: clean, fn: func() measure { return runCmd("cp", in, filepath.Join(out, "copy.tar")) }},
-		{name: "sha256 of image.tar (Go crypto/sha256)", setup: clean, fn: func() measure { return hashFile(in) }},
-		{name: "occystrap tar -> tar", setup: clean, fn: func() measure {
+		{name: "cp image.tar", fn: func() measure { return runCmd("cp", in, filepath.Join(out, "copy.tar")) }},
+		{name: "sha256 of image.tar (Go crypto/sha256)", fn: func() measure { return hashFile(in) }},
+		{name: "occystrap tar -> tar", fn: func() measure {
 			return runCmd(binPath, "process", "tar://"+in, "tar://"+filepath.Join(out, "copy.tar"))
 		}},
-		{name: "tar -x of each layer, one after another", setup: clean, fn: func() measure {
+		{name: "tar -x of each layer, one after another", fn: func() measure {
 			var total measure
 			for _, l := range layerFiles {
 				m := runCmd("tar", "-xf", l, "-C", out)
 				total.wall += m.wall
+				total.cpu += m.cpu
 				total.maxRSS = max(total.maxRSS, m.maxRSS)
 			}
 			return total
 		}},
-		{name: "occystrap tar -> dir?expand=true", setup: clean, fn: func() measure {
+		{name: "occystrap tar -> dir?expand=true", fn: func() measure {
 			return runCmd(binPath, "process", "tar://"+in, "dir://"+filepath.Join(out, "d")+"?expand=true")
 		}},
 	}
+	if *baseline != "" {
+		basePath, err := filepath.Abs(*baseline)
+		if err != nil {
+			log.Fatal(err)
+		}
+		jobs = append(jobs,
+			&job{name: "baseline: occystrap tar -> tar", fn: func() measure {
+				return runCmd(basePath, "process", "tar://"+in, "tar://"+filepath.Join(out, "copy.tar"))
+			}},
+			&job{name: "baseline: occystrap tar -> dir?expand=true", fn: func() measure {
+				return runCmd(basePath, "process", "tar://"+in, "dir://"+filepath.Join(out, "d")+"?expand=true")
+			}},
+		)
+	}
+	floor0 := runCmd("true")
+	log.Printf("peak RSS of `true` through the runner: %.1f MiB (no peak RSS below can be lower)", float64(floor0.maxRSS)/(1<<20))
+	if *memory == "warm" {
+		log.Printf("memory: warm (%.1f GiB written and deleted before each run)", float64(warmBytes)/(1<<30))
+	} else {
+		log.Printf("memory: cold")
+	}
+	loaded := 0
 	for range *runs {
 		for _, j := range jobs {
 			if !strings.Contains(j.name, *only) {
 				continue
 			}
-			j.setup()
+			idle := prepare()
 			m := j.fn()
-			log.Printf("%-44s %8.3fs  %6.1f MiB", j.name, m.wall.Seconds(), float64(m.maxRSS)/(1<<20))
+			m.loaded = !idle
+			if !idle {
+				loaded++
+			}
+			note := ""
+			if m.loaded {
+				note = "  (machine busy)"
+			}
+			log.Printf("%-44s %8.3fs  cpu %6.3fs  %6.1f MiB%s", j.name, m.wall.Seconds(), m.cpu.Seconds(), float64(m.maxRSS)/(1<<20), note)
 			j.ms = append(j.ms, m)
 		}
 	}
-	median := func(j *job) measure {
+	sorted := func(j *job) []measure {
 		ms := slices.Clone(j.ms)
+		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
+		return ms
+	}
+	median := func(j *job) measure {
+		ms := sorted(j)
 		if len(ms) == 0 {
 			return measure{wall: 1}
 		}
-		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
 		return ms[len(ms)/2]
 	}
 	cp, sum, ours, tarx, expand := median(jobs[0]), median(jobs[1]), median(jobs[2]), median(jobs[3]), median(jobs[4])
-	clean()
+	os.RemoveAll(out)
 
-	fmt.Printf("\nImage: %s in %d layers, %d runs each, median.\n\n", *size, *layers, *runs)
-	fmt.Println("| command | wall time | peak RSS |")
-	fmt.Println("|---|---:|---:|")
+	fmt.Printf("\nImage: %s in %d layers, %d runs each, median; memory %s.\n\n", *size, *layers, *runs, *memory)
+	fmt.Println("| command | wall time (median) | fastest – slowest | CPU time | peak RSS |")
+	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, j := range jobs {
-		m := median(j)
+		ms := sorted(j)
+		if len(ms) == 0 {
+			continue
+		}
+		m := ms[len(ms)/2]
 		rss := "-"
 		if m.maxRSS > 0 {
 			rss = fmt.Sprintf("%.1f MiB", float64(m.maxRSS)/(1<<20))
 		}
-		fmt.Printf("| %s | %.3f s | %s |\n", j.name, m.wall.Seconds(), rss)
+		fmt.Printf("| %s | %.3f s | %.3f – %.3f s | %.3f s | %s |\n", j.name, m.wall.Seconds(),
+			ms[0].wall.Seconds(), ms[len(ms)-1].wall.Seconds(), m.cpu.Seconds(), rss)
+	}
+	fmt.Printf("\nCPU time is user + system time of the command (and its children) in the median run. Peak RSS cannot be below the runner's own, %.1f MiB.\n", float64(floor0.maxRSS)/(1<<20))
+	if loaded > 0 {
+		fmt.Printf("%d runs started while other processes kept the CPUs busy (waited %s for them).\n", loaded, *quiet)
 	}
 	floor := cp.wall + sum.wall
 	fmt.Printf("\ntar -> tar: %.3f s against a floor of %.3f s (cp + sha256): %.2fx (goal: at most 1.5x)\n",
@@ -147,23 +271,201 @@ func main() {
 		float64(ours.maxRSS)/(1<<20), float64(expand.maxRSS)/(1<<20))
 }
 
-// runCmd runs a command and returns its wall time and peak RSS.
+// runCmd runs a command and returns its wall time, CPU time and peak RSS.
+//
+// The command is started by a child of the harness (this binary again),
+// not by the harness itself: Linux counts in a process's peak RSS the peak
+// of the process it was exec'ed from (Go starts commands with vfork), and
+// the harness's own peak, after generating the image, would hide the peak
+// of small commands. The runner's own peak is then the floor of what is
+// reported (`true` measures it).
 func runCmd(name string, args ...string) measure {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = nil, nil // /dev/null: the measure is of the work, not of our logging
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd := exec.Command(self, append([]string{name}, args...)...)
+	cmd.Env = append(os.Environ(), envRun+"=1")
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
 		log.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
 	}
-	m := measure{wall: time.Since(start)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
+	var wall, cpu, rss int64
+	if _, err := fmt.Sscan(string(b), &wall, &cpu, &rss); err != nil {
+		log.Fatalf("%s %s: runner said %q: %v", name, strings.Join(args, " "), b, err)
 	}
-	return m
+	return measure{wall: time.Duration(wall), cpu: time.Duration(cpu), maxRSS: rss}
+}
+
+// runChild runs a command with its output discarded and prints its wall
+// time (ns), CPU time (ns) and peak RSS (bytes) on stdout.
+func runChild(argv []string) {
+	if len(argv) == 0 {
+		log.Fatal("runner: no command")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// Pipes, read and dropped: the measure is of the work, not of its
+	// logging. Not /dev/null: it is a character device, which occystrap
+	// (cli.isTerminal) takes for a terminal, and it then draws progress
+	// bars and waits for their last refresh (up to 150 ms) before exiting.
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", strings.Join(argv, " "), err)
+		os.Exit(1)
+	}
+	var cpu, rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu = ru.Utime.Nano() + ru.Stime.Nano()
+		rss = ru.Maxrss * 1024 // Linux reports KiB
+	}
+	fmt.Println(int64(wall), cpu, rss)
+}
+
+// readThrough reads a file to its end, so that it is in the page cache.
+func readThrough(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// writeAndDelete writes n bytes to a new file at path, in 1 MiB writes,
+// and deletes it: the page cache it took is free again, and was touched by
+// this machine a moment ago.
+func writeAndDelete(path string, n int64) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for w := int64(0); w < n; w += int64(len(buf)) {
+		if _, err := f.Write(buf[:min(int64(len(buf)), n-w)]); err != nil {
+			log.Fatalf("write %s: %v (try a smaller -warm)", path, err)
+		}
+	}
+	f.Close()
+	if err := os.Remove(path); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// waitQuiet waits, at most limit, until the CPUs have been idle for half a
+// second (at most a tenth of one CPU busy), and reports whether they were.
+func waitQuiet(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for {
+		busy, total := cpuTicks()
+		time.Sleep(500 * time.Millisecond)
+		busy2, total2 := cpuTicks()
+		if total2 <= total {
+			return true // no /proc/stat: cannot tell
+		}
+		// total counts every CPU; busy/total is the busy share of all.
+		cpus := float64(max(numCPU(), 1))
+		if float64(busy2-busy)/float64(total2-total)*cpus < 0.1 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// cpuTicks returns the busy and total ticks of all CPUs from /proc/stat.
+func cpuTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseInt(s, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
+// numCPU counts the cpuN lines of /proc/stat.
+func numCPU() int {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	return n
+}
+
+// waitCold pauses for settle, then, where the kernel counts the free memory
+// it reports to the hypervisor, until that count has stopped growing.
+func waitCold(settle time.Duration) {
+	time.Sleep(settle)
+	last, ok := readInt(reportedKiB)
+	if !ok {
+		return
+	}
+	for stable, i := 0, 0; stable < 4 && i < 60; i++ {
+		time.Sleep(500 * time.Millisecond)
+		cur, _ := readInt(reportedKiB)
+		if cur == last {
+			stable++
+		} else {
+			stable, last = 0, cur
+		}
+	}
+}
+
+func readInt(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return v, err == nil
+}
+
+// memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0.
+func memAvailable() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kib << 10
+			}
+		}
+	}
+	return 0
 }
 
 // hashFile hashes a file with crypto/sha256 in this process.
 func hashFile(path string) measure {
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
@@ -175,7 +477,10 @@ func hashFile(path string) measure {
 	if _, err := io.CopyBuffer(struct{ io.Writer }{h}, struct{ io.Reader }{f}, buf); err != nil {
 		log.Fatal(err)
 	}
-	return measure{wall: time.Since(start)}
+	wall := time.Since(start)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+	return measure{wall: wall, cpu: time.Duration(cpu)}
 }
 
 // splitLayers copies each <id>/layer.tar out of the image, in manifest
