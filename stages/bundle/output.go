@@ -178,21 +178,32 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 	return nil
 }
 
-// apply unpacks one layer onto the root filesystem, verifying its diff
-// ID: an uncompressed layer lying in a file is applied from the file (its
-// data copied in the kernel) and verified from a second read.
+// apply unpacks one layer onto the root filesystem (see ApplyLayer).
 func (o *Output) apply(ctx context.Context, u *unpack.Unpacker, el elements.Element) (int64, error) {
+	return ApplyLayer(ctx, u, el, o.progress)
+}
+
+// ApplyLayer unpacks one layer with u, verifying its diff ID, and owns
+// el's body: an uncompressed layer lying in a file is applied from the
+// file (its data copied in the kernel) and verified from a second read
+// unless its bytes are already settled; any other is verified as it is
+// applied. The oci:// and mounts:// outputs share it.
+func ApplyLayer(ctx context.Context, u *unpack.Unpacker, el elements.Element, progress stages.Progress) (int64, error) {
 	raw := tarball.RawRange(el)
+	settled := raw != nil && elements.IsSettled(el)
 	r, err := elements.OpenTar(el)
 	if err != nil {
 		return 0, err
 	}
 	defer r.Close()
-	tr := o.progress.Track(el.Name, el.Size)
+	tr := progress.Track(el.Name, el.Size)
 	var n int64
 	if raw != nil {
 		if err = u.ApplyFile(ctx, el.Index, raw.File, raw.Offset, raw.Length); err == nil {
-			n, err = elements.CopyContext(ctx, io.Discard, r, nil)
+			n = raw.Length
+			if !settled {
+				n, err = elements.CopyContext(ctx, io.Discard, r, nil)
+			}
 			tr.Add(n)
 		}
 	} else {

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -267,34 +266,10 @@ func (o *Output) writeLayer(ctx context.Context, el elements.Element, dest strin
 	return n, nil
 }
 
-// apply unpacks one layer, verifying its diff ID (as the oci:// output
-// does). It owns el's body.
+// apply unpacks one layer, verifying its diff ID, as the oci:// output
+// does. It owns el's body.
 func (o *Output) apply(ctx context.Context, u *unpack.Unpacker, el elements.Element) (int64, error) {
-	raw := tarball.RawRange(el)
-	r, err := elements.OpenTar(el)
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	tr := o.progress.Track(el.Name, el.Size)
-	var n int64
-	if raw != nil {
-		if err = u.ApplyFile(ctx, el.Index, raw.File, raw.Offset, raw.Length); err == nil {
-			n, err = elements.CopyContext(ctx, io.Discard, r, nil)
-			tr.Add(n)
-		}
-	} else {
-		d := elements.NewDigester(stages.TrackReader(r, tr))
-		if err = u.Apply(ctx, el.Index, d); err == nil {
-			_, err = elements.CopyContext(ctx, io.Discard, d, nil)
-		}
-		n = d.Size()
-	}
-	tr.Done(err)
-	if err != nil {
-		return n, fmt.Errorf("unpack %s: %w", el, err)
-	}
-	return n, nil
+	return bundle.ApplyLayer(ctx, u, el, o.progress)
 }
 
 // mount makes rootfs, delta and working, mounts the overlay of lowers
