@@ -11,7 +11,7 @@
 // Run it with `go run ./bench/harness -size 1GiB` (or `go tool task
 // bench:compare`). The commands run round-robin, -runs times each, and the
 // median is reported; peak RSS is the child's maximum resident set size as
-// the kernel reports it.
+// the kernel reports it. -baseline measures an earlier build beside -bin.
 //
 // Every timed run starts from the same state, prepared outside the timed
 // region, whatever command ran before it:
@@ -25,27 +25,31 @@
 //     -quiet) until other processes leave the CPUs alone, and says how many
 //     runs it had to start while they did not;
 //  4. the free memory that the command will fill with page cache is in the
-//     same state for every command (-memory).
+//     same state for every command (-memory);
+//  5. commands write to pipes, not to /dev/null (see runChild), and are
+//     started by a small runner process (see runCmd).
 //
-// The last point matters on virtual machines that hand freed memory back
+// The fourth point matters on virtual machines that hand freed memory back
 // to their host (virtio-balloon free page reporting, as on the project's
 // Firecracker machine): a second or two after page cache is freed in large
-// blocks, the host takes that memory back, and the guest then pays a host
-// page fault for every page it writes into it again. There, writing 2 GiB
-// into the page cache takes 0.3 s right after a previous output was deleted
-// and 3 to 5 s, depending on the host's load, once the freed memory has been
-// handed back: a pause between cleaning up and the timed run (as this
-// harness once made, "to let the file system settle") charges every command
-// with a host fault per page it writes, which is most of its time.
+// blocks, the host takes that memory back, and the guest then pays host
+// page faults when it writes into it again, the more so for large writes.
+// There, at times, writing 2 GiB into the page cache took 0.3 s right
+// after a previous output was deleted and 3 to 5 s once the freed memory
+// had been handed back; at other times, with the host less loaded, the
+// difference vanishes. A pause between cleaning up and the timed run (as
+// this harness once made, "to let the file system settle") charges every
+// command with that, in proportion to the bytes it writes and to the size
+// of its writes: it made occystrap's expand look 2.2x slower than `tar -x`.
 //
 // With -memory warm (the default) the harness writes -warm bytes to a
 // scratch file and deletes it just before starting the clock, so that every
 // command writes into memory the machine already holds, as in a shell loop
 // that deletes the last output and runs again: the time measured is the
-// command's own work. With -memory cold it waits until the kernel has
-// stopped handing free memory back, so that every command pays the host for
-// each new page of page cache: that penalises commands in proportion to the
-// bytes they write, and varies with the host's load.
+// command's own work. With -memory cold it pauses, then waits until the
+// kernel has stopped handing free memory back, as the old harness's
+// conditions were: commands then also pay for the host's faults, which vary
+// with the host's load.
 package main
 
 import (
