@@ -123,3 +123,12 @@ func (tr trackedReader) Read(p []byte) (int, error) {
 	tr.t.Add(int64(n))
 	return n, err
 }
+
+// ProgressOrNone returns e.Progress, or NoProgress when it is nil, so that
+// stages can report progress without checking.
+func (e Env) ProgressOrNone() Progress {
+	if e.Progress == nil {
+		return NoProgress{}
+	}
+	return e.Progress
+}

@@ -35,10 +35,7 @@ type Output struct {
 
 // NewOutput returns an Output writing the bundle at path. It does no I/O.
 func NewOutput(path string, env stages.Env) *Output {
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Output{path: path, log: env.Log, progress: p}
 }
 

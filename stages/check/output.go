@@ -44,10 +44,7 @@ func NewOutput(r *Report, m Meta, parsed *Parsed, env stages.Env) *Output {
 	if parsed == nil {
 		parsed = &Parsed{}
 	}
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Output{report: r, parsed: parsed, meta: m, parallel: max(env.Parallel, 1), log: env.Log, progress: p}
 }
 

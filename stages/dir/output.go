@@ -52,10 +52,7 @@ type Output struct {
 // NewOutput returns an Output writing into the directory at path. It does
 // no I/O.
 func NewOutput(path string, opts Options, env stages.Env) *Output {
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Output{path: path, opts: opts, log: env.Log, progress: p}
 }
 

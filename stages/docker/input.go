@@ -29,10 +29,7 @@ type Input struct {
 // NewInput returns an Input for the image ref on the engine at socket. It
 // does no I/O.
 func NewInput(ref uri.Reference, socket string, env stages.Env) *Input {
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Input{ref: ref.String(), client: NewClient(socket), tempDir: env.TempDir, log: env.Log, progress: p}
 }
 

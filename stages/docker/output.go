@@ -44,10 +44,7 @@ type Output struct {
 // NewOutput returns an Output loading into the engine at socket, tagging
 // the image as ref (nil: as the source names it). It does no I/O.
 func NewOutput(ref *uri.Reference, socket string, env stages.Env) (*Output, error) {
-	o := &Output{client: NewClient(socket), parallel: max(env.Parallel, 1), tempDir: env.TempDir, log: env.Log, progress: env.Progress}
-	if o.progress == nil {
-		o.progress = stages.NoProgress{}
-	}
+	o := &Output{client: NewClient(socket), parallel: max(env.Parallel, 1), tempDir: env.TempDir, log: env.Log, progress: env.ProgressOrNone()}
 	if ref != nil {
 		if ref.Tag == "" {
 			return nil, fmt.Errorf("docker:// destination %s names a digest: the engine tags images by name, give IMAGE:TAG", ref)

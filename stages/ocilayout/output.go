@@ -44,10 +44,7 @@ type Output struct {
 // tag (org.opencontainers.image.ref.name). An empty tag means the tag of the
 // source reference, or "latest". It does no I/O.
 func NewOutput(path, tag string, env stages.Env) *Output {
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Output{path: path, tag: tag, log: env.Log, progress: p}
 }
 

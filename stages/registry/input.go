@@ -38,10 +38,7 @@ type InputOptions struct {
 // NewInput returns an Input for ref. It does no I/O.
 func NewInput(ref uri.Reference, opts InputOptions, copts Options, env stages.Env) *Input {
 	c, n := NewFromReference(ref, []string{"pull"}, copts)
-	p := env.Progress
-	if p == nil {
-		p = stages.NoProgress{}
-	}
+	p := env.ProgressOrNone()
 	return &Input{client: c, ref: n, platform: opts.Platform, parallel: max(opts.Parallel, 1),
 		log: env.Log, progress: p}
 }

@@ -70,10 +70,7 @@ type OutputOptions struct {
 func NewOutput(ref uri.Reference, opts OutputOptions, copts Options, env stages.Env) (*Output, error) {
 	c, n := NewFromReference(ref, []string{"pull", "push"}, copts)
 	o := &Output{client: c, ref: n, compression: elements.Gzip, parallel: max(opts.Parallel, 1),
-		log: env.Log, progress: env.Progress}
-	if o.progress == nil {
-		o.progress = stages.NoProgress{}
-	}
+		log: env.Log, progress: env.ProgressOrNone()}
 	if opts.LayerCache != "" {
 		o.cache = OpenLayerCache(opts.LayerCache, env.Log)
 	}
