@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"context"
+	"io"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/occystrap/occystrap/testdata/peers"
@@ -191,6 +194,14 @@ func TestDockerRoundTrip(t *testing.T) {
 				t.Errorf("manifest.json %+v: RepoTags should be the source's %s", man, src)
 			}
 
+			// dockerpush:// gives the same image as docker://.
+			pushed := filepath.Join(t.TempDir(), "pushed.tar")
+			mustRun(t, "--temp-dir", tmp, "process", "dockerpush://"+src+"?socket="+d.Socket, "tar://"+pushed)
+			sameImage(t, pushed, res)
+			if a, b := layerDigests(t, out), layerDigests(t, pushed); !slices.Equal(a, b) {
+				t.Errorf("layer.tar digests: docker:// %v, dockerpush:// %v", a, b)
+			}
+
 			copyRef := fmt.Sprintf("example.com/test/copy-%d:v2", i)
 			mustRun(t, "--temp-dir", tmp, "process", "tar://"+out, dockerURI(d, copyRef))
 			sameEngineImage(t, d, copyRef, res)
@@ -201,16 +212,18 @@ func TestDockerRoundTrip(t *testing.T) {
 			sameEngineImage(t, d, direct, res)
 			wantTags = append(wantTags, direct)
 
-			js := mustRun(t, "-O", "json", "info", dockerURI(d, src))
-			var inf struct {
-				Image, Tag, OS string
-				DiffIDs        []digest.Digest `json:"diff_ids"`
-			}
-			if err := json.Unmarshal([]byte(js), &inf); err != nil {
-				t.Fatalf("info: %v\n%s", err, js)
-			}
-			if inf.Image != strings.TrimSuffix(src, ":v1") || inf.Tag != "v1" || inf.OS != "linux" || !slices.Equal(inf.DiffIDs, res.DiffIDs) {
-				t.Errorf("info %+v", inf)
+			for _, u := range []string{dockerURI(d, src), "dockerpush://" + src + "?socket=" + d.Socket} {
+				js := mustRun(t, "-O", "json", "info", u)
+				var inf struct {
+					Image, Tag, OS string
+					DiffIDs        []digest.Digest `json:"diff_ids"`
+				}
+				if err := json.Unmarshal([]byte(js), &inf); err != nil {
+					t.Fatalf("info %s: %v\n%s", u, err, js)
+				}
+				if inf.Image != strings.TrimSuffix(src, ":v1") || inf.Tag != "v1" || inf.OS != "linux" || !slices.Equal(inf.DiffIDs, res.DiffIDs) {
+					t.Errorf("info %s: %+v", u, inf)
+				}
 			}
 			leftNothing(t, tmp, before)
 		})
@@ -239,6 +252,12 @@ func TestDockerRegistry(t *testing.T) {
 	mustRun(t, "--temp-dir", tmp, "process", dockerURI(d, img.RepoTag), pushed)
 	mustRun(t, "--temp-dir", tmp, "process", pushed, dockerURI(d, "example.com/test/from-registry:v2"))
 	sameEngineImage(t, d, "example.com/test/from-registry:v2", res)
+	// dockerpush:// -> registry:// uploads the engine's gzip layers as
+	// they came; the image is the same.
+	viaPush := "registry://" + reg.Host + "/test/from-dockerpush:v1"
+	mustRun(t, "--temp-dir", tmp, "process", "dockerpush://"+img.RepoTag+"?socket="+d.Socket, viaPush)
+	mustRun(t, "--temp-dir", tmp, "process", viaPush, dockerURI(d, "example.com/test/from-dockerpush:v2"))
+	sameEngineImage(t, d, "example.com/test/from-dockerpush:v2", res)
 	// Without a destination name, the source's is used.
 	mustRun(t, "--temp-dir", tmp, "process", pushed, "docker://?socket="+d.Socket)
 	sameEngineImage(t, d, reg.Host+"/test/from-docker:v1", res)
@@ -278,6 +297,7 @@ func TestDockerErrors(t *testing.T) {
 	d := startEngine(t)
 	in, _ := writeImage(t, imagegen.Sample(), imagegen.Legacy)
 	dead := filepath.Join(t.TempDir(), "dead.sock")
+	untagged := untaggedImage(t, d)
 	tags := engineTags(t, d)
 	win := windowsImage(t)
 	for _, tc := range []struct {
@@ -297,6 +317,12 @@ func TestDockerErrors(t *testing.T) {
 			"Error: the Docker Engine at " + d.Socket + " refused GET /images/UPPER/case:v1/json: 400 Bad Request:"},
 		{"engine refuses the image", []string{"process", "tar://" + win, dockerURI(d, "example.com/test/windows:v1")},
 			"Error: the Docker Engine at " + d.Socket + " failed to load the image:"},
+		{"dockerpush missing image", []string{"process", "dockerpush://example.com/test/nope:v1?socket=" + d.Socket, "tar://" + filepath.Join(t.TempDir(), "x.tar")},
+			"Error: image example.com/test/nope:v1 not found in the Docker Engine at " + d.Socket},
+		{"dockerpush dead socket", []string{"process", "dockerpush://busybox?socket=" + dead, "tar://" + filepath.Join(t.TempDir(), "x.tar")},
+			"Error: cannot reach the Docker Engine at " + dead + " (connect: no such file or directory): is dockerd running?"},
+		{"dockerpush untagged image", []string{"process", "dockerpush://" + untagged + "?socket=" + d.Socket, "tar://" + filepath.Join(t.TempDir(), "x.tar")},
+			"Error: dockerpush:// needs a tagged image, and " + untagged + " has no tag in the Docker Engine at " + d.Socket},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
@@ -309,9 +335,95 @@ func TestDockerErrors(t *testing.T) {
 			leftNothing(t, tmp, before)
 		})
 	}
+	t.Run("dockerpush interrupted", func(t *testing.T) {
+		pushInterrupted(t, d)
+	})
 	if got := engineTags(t, d); !slices.Equal(got, tags) {
 		t.Errorf("the engine has %v after failures, had %v", got, tags)
 	}
+}
+
+// pushInterrupted cancels a dockerpush:// run once the engine has the
+// temporary tag (the push has begun): the run fails, writes nothing, and
+// removes the tag, its files and its port.
+func pushInterrupted(t *testing.T, d *peers.Docker) {
+	ctx := ctxMinutes(t, 2)
+	img := imagegen.Big(96<<20, 6)
+	img.RepoTag = "example.com/test/interrupted:v1"
+	in, _ := writeImage(t, img, imagegen.Legacy)
+	if _, err := d.Docker(ctx, "load", "-i", in); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Docker(ctxMinutes(t, 1), "rmi", img.RepoTag)
+	before := engineTags(t, d)
+	tmp := t.TempDir()
+	listeningBefore := listening(t)
+	out := filepath.Join(t.TempDir(), "out.tar")
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for runCtx.Err() == nil {
+			if tags, _ := d.Docker(runCtx, "image", "ls", "--format", "{{.Repository}}"); strings.Contains(tags, "127.0.0.1:") {
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var stderr bytes.Buffer
+	code := Run(runCtx, []string{"--temp-dir", tmp, "process", "dockerpush://" + img.RepoTag + "?socket=" + d.Socket, "tar://" + out}, io.Discard, &stderr)
+	if runCtx.Err() == nil {
+		t.Fatalf("the run ended (exit %d) before the push began: %s", code, stderr.String())
+	}
+	t.Logf("exit %d: %s", code, strings.TrimSpace(stderr.String()))
+	if code == 0 {
+		t.Errorf("an interrupted run exited 0")
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("an interrupted run left %s (%v)", out, err)
+	}
+	if got := engineTags(t, d); !slices.Equal(got, before) {
+		t.Errorf("the engine has %v after an interrupted push, had %v", got, before)
+	}
+	leftNothing(t, tmp, listeningBefore)
+}
+
+// untaggedImage loads an image into d, then another under the same tag,
+// so that only its ID names the first; it returns that ID.
+func untaggedImage(t *testing.T, d *peers.Docker) string {
+	t.Helper()
+	ctx := ctxMinutes(t, 1)
+	var id string
+	for _, img := range []imagegen.Image{imagegen.Sample(), imagegen.Repeated()} {
+		img.RepoTag = "example.com/test/untagged:v1"
+		in, res := writeImage(t, img, imagegen.Legacy)
+		if _, err := d.Docker(ctx, "load", "-i", in); err != nil {
+			t.Fatal(err)
+		}
+		if id == "" {
+			id = res.ConfigDigest.String()
+		}
+	}
+	return id
+}
+
+// layerDigests lists the digests of a docker-save tarball's layers, in
+// manifest order.
+func layerDigests(t *testing.T, path string) []digest.Digest {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, m := range readTar(t, path) {
+		files[m.name] = m.data
+	}
+	var man dockerManifest
+	if err := json.Unmarshal(files["manifest.json"], &man); err != nil || len(man) != 1 {
+		t.Fatalf("%s: manifest.json: %v", path, err)
+	}
+	var out []digest.Digest
+	for _, l := range man[0].Layers {
+		out = append(out, digest.FromBytes(files[l]))
+	}
+	return out
 }
 
 // writeMembers writes a tarball of regular files.

@@ -25,6 +25,14 @@ func init() {
 		}
 		return dockerDescriber{docker.NewInput(ref, dockerSocket(u), env)}, nil
 	}
+	inputs["dockerpush"] = func(u uri.URI, env stages.Env) (stages.Input, error) {
+		ref, err := u.Reference()
+		if err != nil {
+			return nil, err
+		}
+		return docker.NewPushInput(ref, dockerSocket(u), env), nil
+	}
+	describers["dockerpush"] = describers["docker"]
 	outputs["docker"] = func(u uri.URI, env stages.Env) (stages.Output, error) {
 		var ref *uri.Reference
 		if strings.Trim(u.Host+u.Path, "/") != "" {

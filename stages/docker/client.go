@@ -242,6 +242,60 @@ func (e *LoadError) Error() string {
 	return fmt.Sprintf("the Docker Engine at %s failed to load the image: %s", e.Socket, e.Message)
 }
 
+// PushError is an error the engine reported in the body of a push.
+type PushError struct {
+	Socket  string
+	Ref     string
+	Message string
+}
+
+func (e *PushError) Error() string {
+	return fmt.Sprintf("the Docker Engine at %s failed to push %s: %s", e.Socket, e.Ref, e.Message)
+}
+
+// jsonMessage is one object of the JSON-lines answers to load and push.
+type jsonMessage struct {
+	Stream         string `json:"stream"`
+	Status         string `json:"status"`
+	ID             string `json:"id"`
+	ProgressDetail *struct {
+		Current int64 `json:"current"`
+		Total   int64 `json:"total"`
+	} `json:"progressDetail"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+// readMessages reads an engine's JSON-lines answer to its end, handing
+// each object to each. It returns the first error message the engine
+// sent (as errMsg), or a read error.
+func readMessages(r io.Reader, each func(m *jsonMessage)) (errMsg string, err error) {
+	dec := json.NewDecoder(bufio.NewReader(r))
+	for {
+		var m jsonMessage
+		if err := dec.Decode(&m); err == io.EOF {
+			return "", nil
+		} else if err != nil {
+			return "", fmt.Errorf("read the answer: %w", err)
+		}
+		if m.ErrorDetail != nil || m.Error != "" {
+			msg := m.Error
+			if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+				msg = m.ErrorDetail.Message
+			}
+			if msg == "" {
+				msg = "unknown error"
+			}
+			return msg, nil
+		}
+		if each != nil {
+			each(&m)
+		}
+	}
+}
+
 // Load sends a docker-save tarball read from body to `POST /images/load`
 // and reads the engine's JSON-lines answer to its end. An object with
 // "error" or "errorDetail" in it is returned as a *LoadError; otherwise
@@ -254,32 +308,67 @@ func (c *Client) Load(ctx context.Context, body io.Reader) ([]string, error) {
 	}
 	defer resp.Body.Close()
 	var msgs []string
-	dec := json.NewDecoder(bufio.NewReader(resp.Body))
-	for {
-		var m struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return msgs, nil
-		} else if err != nil {
-			return msgs, c.wrap(ctx, http.MethodPost, "/images/load", fmt.Errorf("read the answer: %w", err))
-		}
-		if m.ErrorDetail != nil || m.Error != "" {
-			msg := m.Error
-			if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-				msg = m.ErrorDetail.Message
-			}
-			if msg == "" {
-				msg = "unknown error"
-			}
-			return msgs, &LoadError{Socket: c.socket, Message: msg}
-		}
+	errMsg, err := readMessages(resp.Body, func(m *jsonMessage) {
 		if s := strings.TrimSpace(m.Stream); s != "" {
 			msgs = append(msgs, s)
 		}
+	})
+	if err != nil {
+		return msgs, c.wrap(ctx, http.MethodPost, "/images/load", err)
 	}
+	if errMsg != "" {
+		return msgs, &LoadError{Socket: c.socket, Message: errMsg}
+	}
+	return msgs, nil
+}
+
+// Tag adds the tag repo:tag to the image ref (`POST /images/{name}/tag`).
+func (c *Client) Tag(ctx context.Context, ref, repo, tag string) error {
+	resp, err := c.do(ctx, http.MethodPost, imagePath(ref, "tag"), url.Values{"repo": {repo}, "tag": {tag}}, nil, nil)
+	if err != nil {
+		return c.notFound(ref, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	return resp.Body.Close()
+}
+
+// Untag removes the tag ref (`DELETE /images/{name}?noprune=true`); an
+// image that has other tags stays. A tag already gone is not an error.
+func (c *Client) Untag(ctx context.Context, ref string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/images/"+ref, url.Values{"noprune": {"true"}}, nil, nil)
+	if err != nil {
+		var ee *EngineError
+		if errors.As(err, &ee) && ee.Status == http.StatusNotFound {
+			return nil
+		}
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	return resp.Body.Close()
+}
+
+// Push asks the engine to push repo:tag to the registry its name starts
+// with (`POST /images/{name}/push`) and reads the progress stream to its
+// end, handing each message to each (may be nil). An error the engine
+// reports in the stream is returned as a *PushError.
+//
+// It sends empty credentials (X-Registry-Auth: {}), which suits a
+// registry without authentication, and tlsVerify=false, which Podman's
+// compatible API reads (Docker trusts loopback registries without it).
+func (c *Client) Push(ctx context.Context, repo, tag string, each func(m *jsonMessage)) error {
+	h := http.Header{"X-Registry-Auth": {"e30="}}
+	path := imagePath(repo, "push")
+	resp, err := c.do(ctx, http.MethodPost, path, url.Values{"tag": {tag}, "tlsVerify": {"false"}}, nil, h)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	errMsg, err := readMessages(resp.Body, each)
+	if err != nil {
+		return c.wrap(ctx, http.MethodPost, path, err)
+	}
+	if errMsg != "" {
+		return &PushError{Socket: c.socket, Ref: repo + ":" + tag, Message: errMsg}
+	}
+	return nil
 }

@@ -38,11 +38,17 @@ func (in *Input) Stats() SaveStats { return in.stats }
 
 // inspect asks the engine about the image and checks what it says.
 func (in *Input) inspect(ctx context.Context) (*Inspect, Facts, error) {
-	insp, err := in.client.Inspect(ctx, in.ref)
+	return inspectImage(ctx, in.client, in.ref)
+}
+
+// inspectImage asks the engine c about the image ref and checks what it
+// says: a diff ID for every layer.
+func inspectImage(ctx context.Context, c *Client, ref string) (*Inspect, Facts, error) {
+	insp, err := c.Inspect(ctx, ref)
 	if err != nil {
 		return nil, Facts{}, err
 	}
-	f := Facts{Reference: in.ref}
+	f := Facts{Reference: ref}
 	id := insp.ID
 	if !strings.Contains(id, ":") {
 		id = "sha256:" + id // Podman's Id has no algorithm
@@ -53,7 +59,7 @@ func (in *Input) inspect(ctx context.Context) (*Inspect, Facts, error) {
 	for i, l := range insp.RootFS.Layers {
 		d, err := digest.Parse(l)
 		if err != nil || d.Algorithm() != digest.SHA256 {
-			return nil, Facts{}, fmt.Errorf("the Docker Engine at %s says layer %d of %s has diff ID %q, which is not a sha256 digest", in.client.socket, i, in.ref, l)
+			return nil, Facts{}, fmt.Errorf("the Docker Engine at %s says layer %d of %s has diff ID %q, which is not a sha256 digest", c.socket, i, ref, l)
 		}
 		f.DiffIDs = append(f.DiffIDs, d)
 	}

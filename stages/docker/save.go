@@ -477,7 +477,7 @@ func (s *saveReader) flush(ctx context.Context) error {
 			Size: b.size, Body: b.open(),
 		}
 		if b.comp == elements.None {
-			el.Source = &elements.FileRange{File: b.f, Offset: 0, Length: b.size}
+			el.Source = &elements.FileRange{File: b.OSFile(), Offset: 0, Length: b.size}
 		}
 		sl.b = nil
 		b.release()
@@ -531,7 +531,7 @@ func (s *saveReader) finish(ctx context.Context) error {
 					return fmt.Errorf("%s: the config %s is %d bytes, larger than the %d bytes allowed", s.what, p, b.size, maxMetadataSize)
 				}
 				raw = make([]byte, b.size)
-				if _, err := b.f.ReadAt(raw, 0); err != nil && !(err == io.EOF && b.size == 0) {
+				if _, err := b.OSFile().ReadAt(raw, 0); err != nil && !(err == io.EOF && b.size == 0) {
 					return fmt.Errorf("%s: read the config: %w", s.what, err)
 				}
 				ok = true
