@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -148,8 +149,17 @@ func Start(opts Options) (*Server, error) {
 // Addr returns the host:port the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL returns the server's base URL (https://127.0.0.1:PORT).
-func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
+// URL returns the server's base URL (https://127.0.0.1:PORT). A server
+// listening on every address (Addr ":PORT") is reached at 127.0.0.1, the
+// address its certificate names.
+func (s *Server) URL() string {
+	a := s.ln.Addr().(*net.TCPAddr)
+	ip := a.IP
+	if ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return s.scheme + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
 
 // Certificate returns the self-signed certificate of a TLS server (nil
 // otherwise), for clients that verify.
