@@ -18,12 +18,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/engine/flow"
+	"github.com/occystrap/occystrap/engine/spool"
 	"github.com/occystrap/occystrap/stages"
 	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/stages/tarstream"
@@ -238,7 +238,7 @@ func (f *Filter) layer(ctx context.Context, el elements.Element) (elements.Eleme
 	out.Name = d.Encoded()
 	out.MediaType = elements.LayerMediaType(elements.None)
 	out.Digest, out.DiffID = d, d
-	out.Size = rewritten.size
+	out.Size = rewritten.Size()
 	out.Body, out.Source = rewritten.reader(), rewritten.source()
 	return out, true, nil
 }
@@ -262,38 +262,28 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// tempFile is an unlinked temporary file written once and then read.
-type tempFile struct {
-	f    *os.File
-	size int64
-}
+// tempFile is a layer written once, hashed on the way, and then read: a
+// spool.File (unlinked, freed when the last reader closes).
+type tempFile struct{ *spool.File }
 
 func newTempFile(dir string) (*tempFile, error) {
-	f, err := os.CreateTemp(dir, ".occystrap-rewrite-*")
+	f, err := spool.NewFile(dir)
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file: %w (set --temp-dir to a writable directory)", err)
+		return nil, err
 	}
-	os.Remove(f.Name())
-	return &tempFile{f: f}, nil
-}
-
-func (t *tempFile) Write(p []byte) (int, error) {
-	n, err := t.f.Write(p)
-	t.size += int64(n)
-	return n, err
+	return &tempFile{f}, nil
 }
 
 // reader returns the file's content as a body; closing it frees the file.
 // Its bytes were hashed as they were written, so it is Settled.
 func (t *tempFile) reader() io.ReadCloser {
-	return settledBody{io.NewSectionReader(t.f, 0, t.size), t.f}
+	r := settledBody{t.Open()}
+	t.Release() // the reader holds the file now
+	return r
 }
 
 // settledBody is a temporary file's content, hashed when it was written.
-type settledBody struct {
-	io.Reader
-	io.Closer
-}
+type settledBody struct{ *spool.FileReader }
 
 // Settled reports that the bytes need no verifying read (see
 // elements.Settled).
@@ -301,11 +291,11 @@ func (settledBody) Settled() bool { return true }
 
 // source returns the file's content as a FileRange, for kernel copies.
 func (t *tempFile) source() *elements.FileRange {
-	return &elements.FileRange{File: t.f, Offset: 0, Length: t.size}
+	return &elements.FileRange{File: t.OSFile(), Offset: 0, Length: t.Size()}
 }
 
 func (t *tempFile) discard() {
 	if t != nil {
-		t.f.Close()
+		t.Release()
 	}
 }
