@@ -59,7 +59,9 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 		p.Filters = append(p.Filters, f)
 		p.FilterNames = append(p.FilterNames, "filter "+spec.Name)
 	}
-	if p.Input, err = catalog.NewInput(src, env); err != nil {
+	inEnv := env
+	inEnv.KeepCompressed = len(p.Filters) == 0 && catalog.KeepsCompressed(dst)
+	if p.Input, err = catalog.NewInput(src, inEnv); err != nil {
 		return err
 	}
 	if p.Output, err = catalog.NewOutput(dst, env); err != nil {

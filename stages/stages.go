@@ -78,6 +78,12 @@ type Env struct {
 	// OutputFormat is the format of such results: "text" (or "") or
 	// "json", from the global -O flag.
 	OutputFormat string
+	// KeepCompressed says that nothing downstream reads layers as tar
+	// streams (no filter, and a destination that stores blobs as they
+	// are). An input that has to decompress a layer anyway (dockerpush://,
+	// to recognise it) hands on the compressed bytes only then, and
+	// otherwise the tar stream it made, so nothing decompresses twice.
+	KeepCompressed bool
 }
 
 // Progress receives progress reports from long work. Only the cli package

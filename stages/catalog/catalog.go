@@ -59,6 +59,14 @@ var filters = map[string]FilterFactory{}
 // decompressed several at a time rather than one after another.
 var needTar = map[string]bool{"tar": true, "dir": true, "oci": true}
 
+// keepsBlobs lists the outputs that store compressed layers as they come,
+// without reading their tar streams.
+var keepsBlobs = map[string]bool{"registry": true, "oci-layout": true, "oci-archive": true}
+
+// KeepsCompressed reports whether the destination u stores compressed
+// layers as they are (see stages.Env.KeepCompressed).
+func KeepsCompressed(u uri.URI) bool { return keepsBlobs[u.Scheme] }
+
 // OutputPrelude returns the stage the engine runs just before the output
 // for a destination, or nil: for outputs that need tar streams, the
 // parallel decompress stage.

@@ -57,6 +57,7 @@ type PushInput struct {
 	log      zerolog.Logger
 	progress stages.Progress
 	parallel int
+	keepGzip bool   // hand on the engine's gzip bytes rather than the tar
 	addr     string // the embedded registry's address during Run
 }
 
@@ -64,7 +65,7 @@ type PushInput struct {
 // socket. It does no I/O.
 func NewPushInput(ref uri.Reference, socket string, env stages.Env) *PushInput {
 	return &PushInput{ref: ref, client: NewClient(socket), tempDir: env.TempDir, log: env.Log,
-		progress: env.ProgressOrNone(), parallel: max(env.Parallel, 1)}
+		progress: env.ProgressOrNone(), parallel: max(env.Parallel, 1), keepGzip: env.KeepCompressed}
 }
 
 // Describe is Input.Describe: the engine's inspect, no layer read.
@@ -102,6 +103,8 @@ func (in *PushInput) Run(ctx context.Context, out chan<- elements.Element) (err 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	rc := newReceipt(gctx, f, in.parallel)
+	rc.tempDir, rc.keepGzip = in.tempDir, in.keepGzip
+	defer rc.release()
 	srv, err := regserver.Start(regserver.Options{
 		TLS: true, TempDir: in.tempDir, Log: in.log, Progress: in.progress,
 		Hooks: regserver.Hooks{BlobReceived: rc.received, ManifestReceived: rc.manifestPut},
@@ -151,6 +154,8 @@ type receipt struct {
 	facts     Facts
 	diffIndex map[digest.Digest][]int
 	sem       chan struct{} // bounds identifications running at once
+	keepGzip  bool          // only hash the tar streams; do not keep them
+	tempDir   string        // where the tar streams go otherwise
 	ctx       context.Context
 	wg        sync.WaitGroup // identifications running
 
@@ -158,6 +163,7 @@ type receipt struct {
 	changed  chan struct{} // closed and replaced on every change
 	slots    []*regserver.Blob
 	comps    map[digest.Digest]elements.Compression
+	tars     map[digest.Digest]*spool.File // blob digest -> its tar stream
 	others   map[digest.Digest]*regserver.Blob // blobs that are no layer
 	pending  int                               // identifications not finished
 	manifest *ocispec.Manifest
@@ -174,7 +180,7 @@ func newReceipt(ctx context.Context, f Facts, parallel int) *receipt {
 	rc := &receipt{
 		facts: f, diffIndex: map[digest.Digest][]int{}, sem: make(chan struct{}, parallel),
 		ctx: ctx, changed: make(chan struct{}), slots: make([]*regserver.Blob, len(f.DiffIDs)),
-		comps: map[digest.Digest]elements.Compression{}, others: map[digest.Digest]*regserver.Blob{},
+		comps: map[digest.Digest]elements.Compression{}, tars: map[digest.Digest]*spool.File{}, others: map[digest.Digest]*regserver.Blob{},
 	}
 	for i, d := range f.DiffIDs {
 		rc.diffIndex[d] = append(rc.diffIndex[d], i)
@@ -197,7 +203,7 @@ func (rc *receipt) received(_ string, b *regserver.Blob) {
 	rc.wg.Add(1)
 	go func() {
 		defer rc.wg.Done()
-		comp, diffID, err := rc.identify(b)
+		comp, diffID, tar, err := rc.identify(b)
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		rc.pending--
@@ -207,6 +213,9 @@ func (rc *receipt) received(_ string, b *regserver.Blob) {
 				rc.err = err
 			}
 			return
+		}
+		if tar != nil {
+			rc.tars[b.Digest] = tar
 		}
 		placed := false
 		if diffID != "" {
@@ -226,15 +235,17 @@ func (rc *receipt) received(_ string, b *regserver.Blob) {
 
 // identify works out what a blob is: the config (by its digest, or
 // because it is not a tar stream in any compression), or a layer, whose
-// diff ID it computes by decompressing it.
-func (rc *receipt) identify(b *regserver.Blob) (elements.Compression, digest.Digest, error) {
+// diff ID it computes by decompressing it. Unless keepGzip, the tar
+// stream is kept in a spool.File (returned), so that it is the layer's
+// body and nothing decompresses it again.
+func (rc *receipt) identify(b *regserver.Blob) (elements.Compression, digest.Digest, *spool.File, error) {
 	if b.Digest == rc.facts.Config {
-		return elements.Unknown, "", nil
+		return elements.Unknown, "", nil, nil
 	}
 	select {
 	case rc.sem <- struct{}{}:
 	case <-rc.ctx.Done():
-		return elements.Unknown, "", context.Cause(rc.ctx)
+		return elements.Unknown, "", nil, context.Cause(rc.ctx)
 	}
 	defer func() { <-rc.sem }()
 	body := b.Open()
@@ -244,23 +255,44 @@ func (rc *receipt) identify(b *regserver.Blob) (elements.Compression, digest.Dig
 	comp := elements.Detect(head)
 	switch comp {
 	case elements.Unknown:
-		return comp, "", nil // not a layer: the config, or something else
+		return comp, "", nil, nil // not a layer: the config, or something else
 	case elements.None:
-		return comp, b.Digest, nil
+		return comp, b.Digest, nil, nil
 	}
 	r, err := elements.Decompress(br, comp, nil)
 	if err != nil {
-		return comp, "", fmt.Errorf("the engine pushed blob %s, which does not decompress as %s: %w", b.Digest, comp, err)
+		return comp, "", nil, fmt.Errorf("the engine pushed blob %s, which does not decompress as %s: %w", b.Digest, comp, err)
 	}
 	defer r.Close()
 	h := sha256.New()
-	if _, err := elements.CopyContext(rc.ctx, h, r, nil); err != nil {
-		if rc.ctx.Err() != nil {
-			return comp, "", context.Cause(rc.ctx)
+	var dst io.Writer = h
+	var tar *spool.File
+	if !rc.keepGzip {
+		if tar, err = spool.NewFile(rc.tempDir); err != nil {
+			return comp, "", nil, err
 		}
-		return comp, "", fmt.Errorf("the engine pushed blob %s, which does not decompress as %s: %w", b.Digest, comp, err)
+		dst = io.MultiWriter(tar, h)
 	}
-	return comp, digest.NewDigest(digest.SHA256, h), nil
+	if _, err := elements.CopyContext(rc.ctx, dst, r, nil); err != nil {
+		if tar != nil {
+			tar.Release()
+		}
+		if rc.ctx.Err() != nil {
+			return comp, "", nil, context.Cause(rc.ctx)
+		}
+		return comp, "", nil, fmt.Errorf("the engine pushed blob %s, which does not decompress as %s: %w", b.Digest, comp, err)
+	}
+	return comp, digest.NewDigest(digest.SHA256, h), tar, nil
+}
+
+// release frees the tar streams kept (bodies still open keep theirs).
+func (rc *receipt) release() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for d, f := range rc.tars {
+		f.Release()
+		delete(rc.tars, d)
+	}
 }
 
 // manifestPut is the registry's ManifestReceived hook: it keeps the
@@ -334,14 +366,18 @@ func (rc *receipt) emit(ctx context.Context, out chan<- elements.Element) error 
 			return err
 		}
 		rc.mu.Lock()
-		comp := rc.comps[b.Digest]
+		comp, tar := rc.comps[b.Digest], rc.tars[b.Digest]
 		rc.mu.Unlock()
-		body := b.Open()
-		el := elements.Element{
-			Kind: elements.KindLayer, Name: diffID.Encoded(), Index: i,
-			MediaType: elements.LayerMediaType(comp), Digest: b.Digest, DiffID: diffID, Size: b.Size,
-			Body: settledReader{body}, Source: &elements.FileRange{File: body.File(), Offset: 0, Length: b.Size},
+		el := elements.Element{Kind: elements.KindLayer, Name: diffID.Encoded(), Index: i, DiffID: diffID}
+		var body *spool.FileReader
+		if tar != nil {
+			body = tar.Open()
+			el.MediaType, el.Digest, el.Size = elements.LayerMediaType(elements.None), diffID, tar.Size()
+		} else {
+			body = b.Open()
+			el.MediaType, el.Digest, el.Size = elements.LayerMediaType(comp), b.Digest, b.Size
 		}
+		el.Body, el.Source = settledReader{body}, &elements.FileRange{File: body.File(), Offset: 0, Length: el.Size}
 		if err := flow.Send(ctx, out, el); err != nil {
 			el.Close()
 			return err

@@ -147,66 +147,74 @@ func TestReceipt(t *testing.T) {
 			e.manifest(manifestOf(digest.FromBytes(other), a), "application/vnd.docker.distribution.manifest.v2+json")
 		}, "with config " + digest.FromBytes([]byte(`{"os":"linux"}`)).String() + ", but its inspect says " + configD.String()},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			f := Facts{Reference: "test/img:v1", Config: configD}
-			for _, l := range tc.image {
-				f.DiffIDs = append(f.DiffIDs, l.diffID)
-			}
-			g, gctx := errgroup.WithContext(ctx)
-			rc := newReceipt(gctx, f, 2)
-			srv, err := regserver.Start(regserver.Options{TempDir: t.TempDir(), Hooks: regserver.Hooks{BlobReceived: rc.received, ManifestReceived: rc.manifestPut}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			out := make(chan elements.Element)
-			var got []elements.Element
-			g.Go(func() error {
-				tc.push(fakePusher{t: t, base: srv.URL()})
-				rc.pushed(nil)
-				return nil
-			})
-			g.Go(func() error { defer close(out); return rc.emit(gctx, out) })
-			g.Go(func() error {
-				for el := range out {
-					raw, err := io.ReadAll(el.Body)
-					el.Close()
-					if err != nil {
-						return err
+		for _, keepGzip := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/keepGzip=%v", tc.name, keepGzip), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				f := Facts{Reference: "test/img:v1", Config: configD}
+				for _, l := range tc.image {
+					f.DiffIDs = append(f.DiffIDs, l.diffID)
+				}
+				g, gctx := errgroup.WithContext(ctx)
+				rc := newReceipt(gctx, f, 2)
+				rc.keepGzip, rc.tempDir = keepGzip, t.TempDir()
+				defer rc.release()
+				srv, err := regserver.Start(regserver.Options{TempDir: t.TempDir(), Hooks: regserver.Hooks{BlobReceived: rc.received, ManifestReceived: rc.manifestPut}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer srv.Close()
+				out := make(chan elements.Element)
+				var got []elements.Element
+				g.Go(func() error {
+					tc.push(fakePusher{t: t, base: srv.URL()})
+					rc.pushed(nil)
+					return nil
+				})
+				g.Go(func() error { defer close(out); return rc.emit(gctx, out) })
+				g.Go(func() error {
+					for el := range out {
+						raw, err := io.ReadAll(el.Body)
+						el.Close()
+						if err != nil {
+							return err
+						}
+						if digest.FromBytes(raw) != el.Digest {
+							return fmt.Errorf("%s: body digest %s, element says %s", el, digest.FromBytes(raw), el.Digest)
+						}
+						got = append(got, el)
 					}
-					if digest.FromBytes(raw) != el.Digest {
-						return fmt.Errorf("%s: body digest %s, element says %s", el, digest.FromBytes(raw), el.Digest)
+					return nil
+				})
+				err = g.Wait()
+				rc.wg.Wait()
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
 					}
-					got = append(got, el)
+					return
 				}
-				return nil
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(tc.image)+1 {
+					t.Fatalf("%d elements, want %d layers and the config", len(got), len(tc.image))
+				}
+				for i, l := range tc.image {
+					el := got[i]
+					wantDigest, wantType := digest.FromBytes(l.gz), ocispec.MediaTypeImageLayerGzip
+					if !keepGzip { // the tar stream, decompressed once
+						wantDigest, wantType = l.diffID, ocispec.MediaTypeImageLayer
+					}
+					if el.Kind != elements.KindLayer || el.Index != i || el.DiffID != l.diffID || el.Digest != wantDigest ||
+						el.MediaType != wantType || el.Name != l.diffID.Encoded() {
+						t.Errorf("element %d: %+v, want layer %d with diff ID %s", i, el, i, l.diffID)
+					}
+				}
+				if last := got[len(got)-1]; last.Kind != elements.KindConfig || last.Digest != configD || last.Name != configD.Encoded()+".json" {
+					t.Errorf("last element %+v, want the config", last)
+				}
 			})
-			err = g.Wait()
-			rc.wg.Wait()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(tc.image)+1 {
-				t.Fatalf("%d elements, want %d layers and the config", len(got), len(tc.image))
-			}
-			for i, l := range tc.image {
-				el := got[i]
-				if el.Kind != elements.KindLayer || el.Index != i || el.DiffID != l.diffID || el.Digest != digest.FromBytes(l.gz) ||
-					el.MediaType != ocispec.MediaTypeImageLayerGzip || el.Name != l.diffID.Encoded() {
-					t.Errorf("element %d: %+v, want layer %d with diff ID %s", i, el, i, l.diffID)
-				}
-			}
-			if last := got[len(got)-1]; last.Kind != elements.KindConfig || last.Digest != configD || last.Name != configD.Encoded()+".json" {
-				t.Errorf("last element %+v, want the config", last)
-			}
-		})
+		}
 	}
 }
