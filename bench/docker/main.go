@@ -51,7 +51,6 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -61,73 +60,27 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/occystrap/occystrap/testdata/imagegen"
+	"github.com/occystrap/occystrap/bench/internal/sidebyside"
 	"github.com/occystrap/occystrap/testdata/peers"
 )
 
 // measure is one timed run.
 type measure struct {
-	wall      time.Duration
-	cpu       time.Duration // the child's user+system time (with its children)
-	engineCPU time.Duration // dockerd's (and its children's) user+system time during the run
-	other     time.Duration // CPU time the rest of the machine used during the run
-	maxRSS    int64         // bytes
-	bytes     int64         // size of the output tarball
+	sidebyside.Usage               // the child's wall time, CPU time (with its children), peak RSS; other CPU
+	engineCPU        time.Duration // dockerd's (and its children's) user+system time during the run
+	bytes            int64         // size of the output tarball
 }
-
-var (
-	cleanupMu sync.Mutex
-	cleanups  []func()
-	// exiting is set once an interrupt's cleanup has begun: from then on
-	// the main goroutine must neither start an engine nor exit by itself.
-	exiting atomic.Bool
-)
-
-// atExit registers f to run (last registered first) on exit, on failure
-// and on Ctrl-C: dockerd runs in its own process group, so it would not
-// see the terminal's signal.
-func atExit(f func()) {
-	cleanupMu.Lock()
-	cleanups = append(cleanups, f)
-	cleanupMu.Unlock()
-}
-
-func runCleanups() {
-	cleanupMu.Lock()
-	cs := cleanups
-	cleanups = nil
-	cleanupMu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
-}
-
-func fatalf(format string, args ...any) {
-	log.Printf(format, args...)
-	if exiting.Load() {
-		select {} // the interrupt's cleanup exits
-	}
-	runCleanups()
-	os.Exit(1)
-}
-
-// helperArg, as the first argument, runs one of the harness's own helpers
-// instead of the harness (see helper).
-const helperArg = "__helper"
 
 // Tool names, in table order.
 const (
@@ -144,12 +97,12 @@ type benchImage struct {
 	layers  int
 	tarball string // the generated docker-save tarball
 	tarSize int64
-	res     image
+	res     sidebyside.Image
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == helperArg {
-		helper(os.Args[2:])
+	if sidebyside.IsHelper() {
+		sidebyside.Helper(os.Args[2:])
 		return
 	}
 	size := flag.String("size", "1GiB", "total size of each image's files (KiB, MiB, GiB suffixes)")
@@ -168,18 +121,13 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 
-	n, err := parseSize(*size)
+	n, err := sidebyside.ParseSize(*size)
 	if err != nil {
 		log.Fatal(err)
 	}
-	warmBytes := 3*n + 256<<20
-	if avail := memAvailable(); avail > 0 {
-		warmBytes = min(warmBytes, avail/2)
-	}
-	if *warm != "" {
-		if warmBytes, err = parseSize(*warm); err != nil {
-			log.Fatal(err)
-		}
+	warmBytes, err := sidebyside.WarmBytes(n, *warm)
+	if err != nil {
+		log.Fatal(err)
 	}
 	for _, p := range []string{"docker", "dockerd"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -189,36 +137,10 @@ func main() {
 	if os.Geteuid() != 0 {
 		log.Printf("warning: not root; dockerd will probably not start")
 	}
-	if *work == "" {
-		d, err := os.MkdirTemp("/tmp", "occystrap-bench-docker-")
-		if err != nil {
-			log.Fatal(err)
-		}
-		*work = d
-		if !*keep {
-			atExit(func() { os.RemoveAll(d) })
-		} else {
-			atExit(func() { log.Printf("kept %s", d) })
-		}
-	} else if err := os.MkdirAll(*work, 0o755); err != nil {
+	if *work, err = sidebyside.WorkDir(*work, *keep, "occystrap-bench-docker-"); err != nil {
 		log.Fatal(err)
 	}
-	if *work, err = filepath.Abs(*work); err != nil {
-		log.Fatal(err)
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		log.Printf("interrupted; cleaning up")
-		exiting.Store(true)
-		runCleanups()
-		os.Exit(130)
-	}()
-	self, err := os.Executable()
-	if err != nil {
-		fatalf("%v", err)
-	}
+	sidebyside.CleanUpOnInterrupt()
 
 	// occystrap.
 	binPath := *bin
@@ -228,14 +150,14 @@ func main() {
 		cmd := exec.Command("go", "build", "-o", binPath, ".")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			fatalf("go build (run the harness from the repository's root): %v", err)
+			sidebyside.Fatalf("go build (run the harness from the repository's root): %v", err)
 		}
 	}
 	if binPath, err = filepath.Abs(binPath); err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 	if _, err := os.Stat(binPath); err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 
 	// The engine. Its directory holds its socket, so it is short (socket
@@ -243,11 +165,11 @@ func main() {
 	// the end.
 	engDir, err := os.MkdirTemp("", "occy-bench-")
 	if err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
-	atExit(func() { os.RemoveAll(engDir) })
+	sidebyside.AtExit(func() { os.RemoveAll(engDir) })
 	eng := &engine{dir: engDir}
-	atExit(eng.stop)
+	sidebyside.AtExit(eng.stop)
 	log.Printf("starting dockerd in %s", engDir)
 	eng.start()
 
@@ -265,21 +187,21 @@ func main() {
 		b := &benchImage{name: fmt.Sprintf("%s, %d layers", *size, l), layers: l,
 			tarball: filepath.Join(*work, fmt.Sprintf("image-%d.tar", l))}
 		log.Printf("generating a %s image (%s data) with %d layers in %s", *size, dataDesc, l, b.tarball)
-		if b.res, err = generate(b.tarball, *size, l, data); err != nil {
-			fatalf("generate the image: %v", err)
+		if b.res, err = sidebyside.Generate(b.tarball, *size, l, data); err != nil {
+			sidebyside.Fatalf("generate the image: %v", err)
 		}
 		fi, err := os.Stat(b.tarball)
 		if err != nil {
-			fatalf("%v", err)
+			sidebyside.Fatalf("%v", err)
 		}
 		b.tarSize = fi.Size()
-		log.Printf("loading %s (%s) into the engine", b.res.RepoTag, mib(b.tarSize))
+		log.Printf("loading %s (%s) into the engine", b.res.RepoTag, sidebyside.MiB(b.tarSize))
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		_, err = eng.docker(ctx, "load", "-i", b.tarball)
 		cancel()
 		if err != nil {
-			fatalf("docker load: %v", err)
+			sidebyside.Fatalf("docker load: %v", err)
 		}
 		log.Printf("loaded in %.1f s", time.Since(start).Seconds())
 		// The generated tarball is no longer needed; keep the page cache
@@ -288,14 +210,14 @@ func main() {
 		imgs = append(imgs, b)
 	}
 	if len(imgs) == 0 {
-		fatalf("no image to measure (-layers and -many are both 0)")
+		sidebyside.Fatalf("no image to measure (-layers and -many are both 0)")
 	}
 	for _, b := range imgs {
 		ids, err := eng.imageLayerFiles(b.res.RepoTag)
 		if err != nil {
-			fatalf("find the layer files of %s: %v", b.res.RepoTag, err)
+			sidebyside.Fatalf("find the layer files of %s: %v", b.res.RepoTag, err)
 		}
-		log.Printf("%s: %d layer directories, %s of layer files in the engine", b.res.RepoTag, len(ids.dirs), mib(ids.bytes))
+		log.Printf("%s: %d layer directories, %s of layer files in the engine", b.res.RepoTag, len(ids.dirs), sidebyside.MiB(ids.bytes))
 	}
 
 	out := filepath.Join(*work, "out")
@@ -333,14 +255,14 @@ func main() {
 	logDir := filepath.Join(*work, "logs")
 	os.MkdirAll(logDir, 0o755)
 	// A child's peak RSS as the kernel reports it is at least this
-	// process's own (see runCmd), so this process stays small: the
+	// process's own (see sidebyside.Run), so this process stays small: the
 	// memory-hungry helpers run as children of their own. The floor is
 	// measured and printed.
-	floor, err := runCmd([]string{self, helperArg, "nothing"}, filepath.Join(logDir, "floor.log"))
+	floor, err := sidebyside.Floor(filepath.Join(logDir, "floor.log"))
 	if err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
-	log.Printf("warming %s of memory before each run; occystrap -j %d; engine restarted before each run: %v", mib(warmBytes), *par, *restart)
+	log.Printf("warming %s of memory before each run; occystrap -j %d; engine restarted before each run: %v", sidebyside.MiB(warmBytes), *par, *restart)
 
 	for run := range *runs {
 		for _, b := range imgs {
@@ -353,10 +275,10 @@ func main() {
 				// Prepare, outside the timed region.
 				for _, d := range []string{out, tmpDir} {
 					if err := os.RemoveAll(d); err != nil {
-						fatalf("%v", err)
+						sidebyside.Fatalf("%v", err)
 					}
 					if err := os.MkdirAll(d, 0o755); err != nil {
-						fatalf("%v", err)
+						sidebyside.Fatalf("%v", err)
 					}
 				}
 				if *restart {
@@ -366,26 +288,26 @@ func main() {
 				}
 				files, err := eng.imageLayerFiles(b.res.RepoTag)
 				if err != nil {
-					fatalf("%s: %v", name, err)
+					sidebyside.Fatalf("%s: %v", name, err)
 				}
 				for _, f := range files.files {
-					readThrough(f)
+					if err := sidebyside.ReadThrough(f); err != nil {
+						sidebyside.Fatalf("%v", err)
+					}
 				}
 				syscall.Sync()
 				if warmBytes > 0 {
-					if _, err := runCmd([]string{self, helperArg, "touch", strconv.FormatInt(warmBytes, 10)}, filepath.Join(logDir, "touch.log")); err != nil {
-						fatalf("touch %s of memory: %v (try a smaller -warm)", mib(warmBytes), err)
+					if err := sidebyside.Warm(warmBytes, filepath.Join(logDir, "touch.log")); err != nil {
+						sidebyside.Fatalf("touch %s of memory: %v (try a smaller -warm)", sidebyside.MiB(warmBytes), err)
 					}
 				}
 				if *idle > 0 {
-					waitIdle(*idle)
+					sidebyside.WaitIdle(*idle)
 				}
-				engBefore, sysBefore, selfBefore := eng.cpu(), systemCPU(), selfCPU()
-				m, err := runCmd(argv(t, b), filepath.Join(logDir, fmt.Sprintf("%d-%d-%s.log", run, b.layers, slug(t))))
-				m.engineCPU = eng.cpu() - engBefore
-				m.other = max(0, systemCPU()-sysBefore-m.cpu-m.engineCPU-(selfCPU()-selfBefore))
+				var m measure
+				m.Usage, m.engineCPU, err = sidebyside.RunBeside(argv(t, b), filepath.Join(logDir, fmt.Sprintf("%d-%d-%s.log", run, b.layers, sidebyside.Slug(t))), eng.cpu)
 				if err != nil {
-					log.Printf("run %d  %-40s FAILED after %.3fs: %v", run+1, name, m.wall.Seconds(), err)
+					log.Printf("run %d  %-40s FAILED after %.3fs: %v", run+1, name, m.Wall.Seconds(), err)
 					r.failed = err.Error()
 					continue
 				}
@@ -395,8 +317,8 @@ func main() {
 					continue
 				}
 				log.Printf("run %d  %-40s %8.3fs  cpu %6.2fs  engine cpu %6.2fs  other cpu %6.2fs  %7.1f MiB  %s",
-					run+1, name, m.wall.Seconds(), m.cpu.Seconds(), m.engineCPU.Seconds(), m.other.Seconds(),
-					float64(m.maxRSS)/(1<<20), mib(m.bytes))
+					run+1, name, m.Wall.Seconds(), m.CPU.Seconds(), m.engineCPU.Seconds(), m.Other.Seconds(),
+					float64(m.MaxRSS)/(1<<20), sidebyside.MiB(m.bytes))
 				r.ms = append(r.ms, m)
 			}
 		}
@@ -407,7 +329,7 @@ func main() {
 		if r == nil || len(r.ms) == 0 {
 			return measure{}
 		}
-		ms := sorted(r.ms)
+		ms := sidebyside.Sorted(r.ms)
 		return ms[len(ms)/2]
 	}
 	fmt.Printf("\nImages: %s of files (%s data) in %s layers; %d runs each, median; occystrap -j %d; dockerd %s (vfs); %d CPUs.\n\n",
@@ -421,41 +343,41 @@ func main() {
 			}
 			continue
 		}
-		ms := sorted(r.ms)
+		ms := sidebyside.Sorted(r.ms)
 		m := ms[len(ms)/2]
 		ratio := "-"
-		if s := median(rowOf[key(r.img, toolSave)]); s.wall > 0 {
-			ratio = fmt.Sprintf("%.2fx", m.wall.Seconds()/s.wall.Seconds())
+		if s := median(rowOf[key(r.img, toolSave)]); s.Wall > 0 {
+			ratio = fmt.Sprintf("%.2fx", m.Wall.Seconds()/s.Wall.Seconds())
 		}
 		quiet := "-"
-		if q, n := quietMedian(r.ms); n > 0 {
-			quiet = fmt.Sprintf("%.2f s (%d)", q.wall.Seconds(), n)
+		if q, n := sidebyside.QuietMedian(r.ms); n > 0 {
+			quiet = fmt.Sprintf("%.2f s (%d)", q.Wall.Seconds(), n)
 		}
 		fmt.Printf("| %s | %s | %.2f s | %.2f – %.2f s | %s | %s | %.2f s | %.2f s | %.2f s | %.1f MiB | %s |\n",
-			r.img.name, r.tool, m.wall.Seconds(), ms[0].wall.Seconds(), ms[len(ms)-1].wall.Seconds(), ratio, quiet,
-			m.cpu.Seconds(), m.engineCPU.Seconds(), m.other.Seconds(), float64(m.maxRSS)/(1<<20), mib(m.bytes))
+			r.img.name, r.tool, m.Wall.Seconds(), ms[0].Wall.Seconds(), ms[len(ms)-1].Wall.Seconds(), ratio, quiet,
+			m.CPU.Seconds(), m.engineCPU.Seconds(), m.Other.Seconds(), float64(m.MaxRSS)/(1<<20), sidebyside.MiB(m.bytes))
 	}
 	fmt.Printf("\nTool CPU is the child's (for docker save, the docker client's); engine CPU is dockerd's and its children's.\n")
 	fmt.Printf("Peak RSS floor: %.1f MiB (a child that does nothing; every child's peak reads at least this).\n\n",
-		float64(floor.maxRSS)/(1<<20))
+		float64(floor.MaxRSS)/(1<<20))
 	ratio := func(b *benchImage, num, den string, goal float64) {
 		a, c := rowOf[key(b, num)], rowOf[key(b, den)]
 		am, cm := median(a), median(c)
-		if am.wall == 0 || cm.wall == 0 {
+		if am.Wall == 0 || cm.Wall == 0 {
 			return
 		}
-		r := am.wall.Seconds() / cm.wall.Seconds()
-		fmt.Printf("- %s: %s / %s: %.2f s / %.2f s = %.2fx", b.name, num, den, am.wall.Seconds(), cm.wall.Seconds(), r)
+		r := am.Wall.Seconds() / cm.Wall.Seconds()
+		fmt.Printf("- %s: %s / %s: %.2f s / %.2f s = %.2fx", b.name, num, den, am.Wall.Seconds(), cm.Wall.Seconds(), r)
 		if goal > 0 {
-			fmt.Printf(" (goal: at most %.1fx) — %s", goal, met(r <= goal))
+			fmt.Printf(" (goal: at most %.1fx) — %s", goal, sidebyside.Met(r <= goal))
 		}
-		aq, an := quietMedian(a.ms)
-		cq, cn := quietMedian(c.ms)
+		aq, an := sidebyside.QuietMedian(a.ms)
+		cq, cn := sidebyside.QuietMedian(c.ms)
 		if an > 0 && cn > 0 && (an < len(a.ms) || cn < len(c.ms)) {
-			rq := aq.wall.Seconds() / cq.wall.Seconds()
-			fmt.Printf("; quiet runs only: %.2f s / %.2f s = %.2fx", aq.wall.Seconds(), cq.wall.Seconds(), rq)
+			rq := aq.Wall.Seconds() / cq.Wall.Seconds()
+			fmt.Printf("; quiet runs only: %.2f s / %.2f s = %.2fx", aq.Wall.Seconds(), cq.Wall.Seconds(), rq)
 			if goal > 0 {
-				fmt.Printf(" — %s", met(rq <= goal))
+				fmt.Printf(" — %s", sidebyside.Met(rq <= goal))
 			}
 		}
 		fmt.Println()
@@ -468,7 +390,7 @@ func main() {
 	for _, r := range rows {
 		if r.tool != toolSave {
 			for _, m := range r.ms {
-				peak = max(peak, m.maxRSS)
+				peak = max(peak, m.MaxRSS)
 			}
 		}
 	}
@@ -485,7 +407,7 @@ func main() {
 			fmt.Printf("\n%s: %s:\n```\n%s\n```\n", r.img.name, r.tool, strings.TrimSpace(r.failed))
 		}
 	}
-	runCleanups()
+	sidebyside.RunCleanups()
 	if failed {
 		os.Exit(1)
 	}
@@ -510,7 +432,7 @@ func dockerdVersion() string {
 // checkOutput checks that the tarball at path is a docker-save tarball of
 // the image (its manifest.json names the config and as many layers), and
 // returns its size.
-func checkOutput(path string, want image) (int64, error) {
+func checkOutput(path string, want sidebyside.Image) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -565,14 +487,14 @@ func (e *engine) socket() string { return filepath.Join(e.dir, "docker.sock") }
 
 func (e *engine) start() {
 	if err := e.tryStart(); err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 }
 
 func (e *engine) tryStart() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if exiting.Load() {
+	if sidebyside.Exiting() {
 		return errors.New("interrupted")
 	}
 	d, err := peers.StartDocker(e.dir)
@@ -615,7 +537,7 @@ func (e *engine) forgetPushes() {
 	dirs, _ := filepath.Glob(filepath.Join(e.dir, "data", "image", "*", "distribution"))
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
-			fatalf("%v", err)
+			sidebyside.Fatalf("%v", err)
 		}
 	}
 }
@@ -760,311 +682,4 @@ func procStat(pid int) (procStatT, bool) {
 		ticks += v
 	}
 	return procStatT{ppid: ppid, cpu: time.Duration(ticks) * 10 * time.Millisecond}, true
-}
-
-// quiet reports whether the rest of the machine used under a tenth of a
-// CPU, on average, during a run.
-func quiet(m measure) bool { return m.other*10 < m.wall }
-
-// quietMedian returns the median of the quiet runs, and how many there
-// were.
-func quietMedian(ms []measure) (measure, int) {
-	var q []measure
-	for _, m := range ms {
-		if quiet(m) {
-			q = append(q, m)
-		}
-	}
-	if len(q) == 0 {
-		return measure{}, 0
-	}
-	q = sorted(q)
-	return q[len(q)/2], len(q)
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
-
-func slug(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
-			b.WriteByte('-')
-		}
-	}
-	return strings.Trim(b.String(), "-")
-}
-
-func sorted(ms []measure) []measure {
-	ms = slices.Clone(ms)
-	slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
-	return ms
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-// systemCPU returns the CPU time the whole machine has spent busy (user,
-// nice, system, interrupts, steal; not idle or I/O wait), from /proc/stat.
-func systemCPU() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
-	}
-	var ticks int64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		v, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += v
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
-}
-
-// selfCPU returns this process's own user+system time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// waitIdle waits, at most limit, until the rest of the machine (other
-// sessions' tests, builds) has used under 10% of a CPU for half a second.
-// The engine, idle between runs, counts as the rest of the machine here.
-func waitIdle(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for {
-		before, self := systemCPU(), selfCPU()
-		time.Sleep(500 * time.Millisecond)
-		busy := systemCPU() - before - (selfCPU() - self)
-		if busy < 50*time.Millisecond {
-			return
-		}
-		if time.Now().After(deadline) {
-			log.Printf("the machine is still busy (%.0f%% of a CPU besides this harness); running anyway", 100*busy.Seconds()/0.5)
-			return
-		}
-	}
-}
-
-// runCmd runs argv with its output in logPath, and returns its wall time,
-// CPU time and peak RSS. The peak RSS is the child's ru_maxrss, which
-// Linux computes as the largest of the high-water marks of every memory
-// map the process had: that includes this process's, which the child
-// shares until it calls exec, so no child reads below this process's own
-// peak. Keep this process small.
-func runCmd(argv []string, logPath string) (measure, error) {
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return measure{}, err
-	}
-	defer lf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	start := time.Now()
-	err = cmd.Run()
-	m := measure{wall: time.Since(start)}
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			m.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
-			m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
-	if err != nil {
-		b, _ := os.ReadFile(logPath)
-		return m, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(string(b), 3000))
-	}
-	return m, nil
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// readThrough reads a file to its end, so that it is in the page cache.
-func readThrough(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	defer f.Close()
-	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
-		fatalf("%v", err)
-	}
-}
-
-// touchMemory faults in n bytes of anonymous memory and frees them, so that
-// the next allocations are served from memory this machine holds rather
-// than memory its hypervisor has reclaimed.
-func touchMemory(n int64) error {
-	if n <= 0 {
-		return nil
-	}
-	b, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE,
-		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_POPULATE)
-	if err != nil {
-		return err
-	}
-	return syscall.Munmap(b)
-}
-
-// memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0.
-func memAvailable() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kib << 10
-			}
-		}
-	}
-	return 0
-}
-
-// image is what the harness needs to know of a generated image.
-type image struct {
-	RepoTag      string
-	ConfigDigest string
-	Layers       int
-}
-
-// generate writes the image in a helper process (generating compressible
-// data holds a buffer as large as the largest file, which would otherwise
-// raise every child's measured peak RSS; see runCmd).
-func generate(path, size string, layers int, data string) (image, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return image{}, err
-	}
-	cmd := exec.Command(self, helperArg, "generate", path, size, strconv.Itoa(layers), data)
-	cmd.Stderr = os.Stderr
-	outb, err := cmd.Output()
-	if err != nil {
-		return image{}, err
-	}
-	var im image
-	return im, json.Unmarshal(outb, &im)
-}
-
-// helper runs a helper: "generate PATH SIZE LAYERS DATA" writes the image
-// and prints its description as JSON; "touch BYTES" faults in and frees
-// that much memory; "nothing" does nothing (its peak RSS is the floor).
-func helper(args []string) {
-	if len(args) == 0 {
-		log.Fatal("helper: no name")
-	}
-	switch args[0] {
-	case "nothing":
-	case "touch":
-		n, err := strconv.ParseInt(args[1], 10, 64)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := touchMemory(n); err != nil {
-			log.Fatal(err)
-		}
-	case "generate":
-		n, err := parseSize(args[2])
-		if err != nil {
-			log.Fatal(err)
-		}
-		layers, err := strconv.Atoi(args[3])
-		if err != nil {
-			log.Fatal(err)
-		}
-		img := imagegen.Big(n, layers)
-		if args[4] == "mixed" {
-			img = mixed(img)
-		}
-		res, err := imagegen.WriteFile(args[1], img, imagegen.Legacy)
-		if err != nil {
-			log.Fatal(err)
-		}
-		json.NewEncoder(os.Stdout).Encode(image{RepoTag: img.RepoTag,
-			ConfigDigest: res.ConfigDigest.String(), Layers: len(res.DiffIDs)})
-	default:
-		log.Fatalf("helper: unknown %q", args[0])
-	}
-}
-
-// mixed returns img with every generated file's contents taken from one
-// shared buffer in which each 8 KiB block is 2 KiB of random bytes and
-// 6 KiB of text made of a small vocabulary: gzip shrinks it to 56%. It is
-// bench/registry's -data mixed, unchanged: files start at different
-// offsets of the buffer, so no two are alike within gzip's 32 KiB window,
-// and layers stay distinct.
-func mixed(img imagegen.Image) imagegen.Image {
-	var largest int64
-	for _, l := range img.Layers {
-		for _, e := range l.Entries {
-			largest = max(largest, e.Size)
-		}
-	}
-	const spread = 4 << 20
-	buf := make([]byte, largest+spread)
-	r := rand.New(rand.NewPCG(7, 11))
-	words := strings.Fields("the of and to in is for on that with as by this be are from at or an it not which config usr lib bin share " +
-		"locale python3 site packages dist info __init__ py so x86_64 linux gnu include etc doc man html copyright changelog gz")
-	for off := 0; off < len(buf); off += 8 << 10 {
-		blk := buf[off:min(off+8<<10, len(buf))]
-		half := min(2<<10, len(blk))
-		for i := range blk[:half] {
-			blk[i] = byte(r.Uint32())
-		}
-		for i := half; i < len(blk); {
-			w := words[r.IntN(len(words))]
-			i += copy(blk[i:], w)
-			if i < len(blk) {
-				blk[i] = " /\n_."[r.IntN(5)]
-				i++
-			}
-		}
-	}
-	layers := make([]imagegen.Layer, len(img.Layers))
-	for li, l := range img.Layers {
-		es := slices.Clone(l.Entries)
-		for i, e := range es {
-			if e.Type == imagegen.File && e.Data == nil && e.Size > 0 {
-				off := (e.Seed * 40961) % spread
-				es[i].Data = buf[off : off+e.Size]
-			}
-		}
-		l.Entries = es
-		layers[li] = l
-	}
-	img.Layers = layers
-	return img
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number with KiB, MiB or GiB", s)
-	}
-	return int64(f * float64(mult)), nil
 }

@@ -54,7 +54,6 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"crypto/sha256"
 	"flag"
 	"fmt"
@@ -63,20 +62,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/occystrap/occystrap/bench/internal/sidebyside"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 )
 
 type measure struct {
-	wall   time.Duration
-	cpu    time.Duration // user + system, of the command and its children
-	maxRSS int64         // bytes
-	loaded bool          // started while the machine was busy
+	sidebyside.Usage      // wall time, CPU time (of the command and its children), peak RSS
+	loaded           bool // started while the machine was busy
 }
 
 // reportedKiB is where the kernel of this project's machine counts the
@@ -105,7 +102,7 @@ func main() {
 	bin := flag.String("bin", "bin/occystrap", "occystrap binary to measure")
 	baseline := flag.String("baseline", "", "another occystrap binary (an earlier build) to measure beside -bin, in the same runs")
 	flag.Parse()
-	n, err := parseSize(*size)
+	n, err := sidebyside.ParseSize(*size)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -114,10 +111,10 @@ func main() {
 	}
 	warmBytes := n*5/2 + 64<<20
 	if *warm != "" {
-		if warmBytes, err = parseSize(*warm); err != nil {
+		if warmBytes, err = sidebyside.ParseSize(*warm); err != nil {
 			log.Fatal(err)
 		}
-	} else if avail := memAvailable(); avail > 0 {
+	} else if avail := sidebyside.MemAvailable(); avail > 0 {
 		warmBytes = min(warmBytes, avail/3)
 	}
 	if *work == "" {
@@ -160,7 +157,9 @@ func main() {
 		}
 		syscall.Sync()
 		for _, f := range inputs {
-			readThrough(f)
+			if err := sidebyside.ReadThrough(f); err != nil {
+				log.Fatal(err)
+			}
 		}
 		idle = waitQuiet(*quiet)
 		if *memory == "cold" {
@@ -180,9 +179,9 @@ func main() {
 			var total measure
 			for _, l := range layerFiles {
 				m := runCmd("tar", "-xf", l, "-C", out)
-				total.wall += m.wall
-				total.cpu += m.cpu
-				total.maxRSS = max(total.maxRSS, m.maxRSS)
+				total.Wall += m.Wall
+				total.CPU += m.CPU
+				total.MaxRSS = max(total.MaxRSS, m.MaxRSS)
 			}
 			return total
 		}},
@@ -205,7 +204,7 @@ func main() {
 		)
 	}
 	floor0 := runCmd("true")
-	log.Printf("peak RSS of `true` through the runner: %.1f MiB (no peak RSS below can be lower)", float64(floor0.maxRSS)/(1<<20))
+	log.Printf("peak RSS of `true` through the runner: %.1f MiB (no peak RSS below can be lower)", float64(floor0.MaxRSS)/(1<<20))
 	if *memory == "warm" {
 		log.Printf("memory: warm (%.1f GiB written and deleted before each run)", float64(warmBytes)/(1<<30))
 	} else {
@@ -227,19 +226,15 @@ func main() {
 			if m.loaded {
 				note = "  (machine busy)"
 			}
-			log.Printf("%-44s %8.3fs  cpu %6.3fs  %6.1f MiB%s", j.name, m.wall.Seconds(), m.cpu.Seconds(), float64(m.maxRSS)/(1<<20), note)
+			log.Printf("%-44s %8.3fs  cpu %6.3fs  %6.1f MiB%s", j.name, m.Wall.Seconds(), m.CPU.Seconds(), float64(m.MaxRSS)/(1<<20), note)
 			j.ms = append(j.ms, m)
 		}
 	}
-	sorted := func(j *job) []measure {
-		ms := slices.Clone(j.ms)
-		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
-		return ms
-	}
+	sorted := func(j *job) []measure { return sidebyside.Sorted(j.ms) }
 	median := func(j *job) measure {
 		ms := sorted(j)
 		if len(ms) == 0 {
-			return measure{wall: 1}
+			return measure{Usage: sidebyside.Usage{Wall: 1}}
 		}
 		return ms[len(ms)/2]
 	}
@@ -256,23 +251,23 @@ func main() {
 		}
 		m := ms[len(ms)/2]
 		rss := "-"
-		if m.maxRSS > 0 {
-			rss = fmt.Sprintf("%.1f MiB", float64(m.maxRSS)/(1<<20))
+		if m.MaxRSS > 0 {
+			rss = fmt.Sprintf("%.1f MiB", float64(m.MaxRSS)/(1<<20))
 		}
-		fmt.Printf("| %s | %.3f s | %.3f – %.3f s | %.3f s | %s |\n", j.name, m.wall.Seconds(),
-			ms[0].wall.Seconds(), ms[len(ms)-1].wall.Seconds(), m.cpu.Seconds(), rss)
+		fmt.Printf("| %s | %.3f s | %.3f – %.3f s | %.3f s | %s |\n", j.name, m.Wall.Seconds(),
+			ms[0].Wall.Seconds(), ms[len(ms)-1].Wall.Seconds(), m.CPU.Seconds(), rss)
 	}
-	fmt.Printf("\nCPU time is user + system time of the command (and its children) in the median run. Peak RSS cannot be below the runner's own, %.1f MiB.\n", float64(floor0.maxRSS)/(1<<20))
+	fmt.Printf("\nCPU time is user + system time of the command (and its children) in the median run. Peak RSS cannot be below the runner's own, %.1f MiB.\n", float64(floor0.MaxRSS)/(1<<20))
 	if loaded > 0 {
 		fmt.Printf("%d runs started while other processes kept the CPUs busy (waited %s for them).\n", loaded, *quiet)
 	}
-	floor := cp.wall + sum.wall
+	floor := cp.Wall + sum.Wall
 	fmt.Printf("\ntar -> tar: %.3f s against a floor of %.3f s (cp + sha256): %.2fx (goal: at most 1.5x)\n",
-		ours.wall.Seconds(), floor.Seconds(), ours.wall.Seconds()/floor.Seconds())
+		ours.Wall.Seconds(), floor.Seconds(), ours.Wall.Seconds()/floor.Seconds())
 	fmt.Printf("tar -> dir expand: %.3f s against %.3f s for tar -x: %.2fx (goal: at most 1x)\n",
-		expand.wall.Seconds(), tarx.wall.Seconds(), expand.wall.Seconds()/tarx.wall.Seconds())
+		expand.Wall.Seconds(), tarx.Wall.Seconds(), expand.Wall.Seconds()/tarx.Wall.Seconds())
 	fmt.Printf("peak RSS: tar -> tar %.1f MiB, expand %.1f MiB (goal: under 64 MiB)\n",
-		float64(ours.maxRSS)/(1<<20), float64(expand.maxRSS)/(1<<20))
+		float64(ours.MaxRSS)/(1<<20), float64(expand.MaxRSS)/(1<<20))
 }
 
 // runCmd runs a command and returns its wall time, CPU time and peak RSS.
@@ -299,7 +294,7 @@ func runCmd(name string, args ...string) measure {
 	if _, err := fmt.Sscan(string(b), &wall, &cpu, &rss); err != nil {
 		log.Fatalf("%s %s: runner said %q: %v", name, strings.Join(args, " "), b, err)
 	}
-	return measure{wall: time.Duration(wall), cpu: time.Duration(cpu), maxRSS: rss}
+	return measure{Usage: sidebyside.Usage{Wall: time.Duration(wall), CPU: time.Duration(cpu), MaxRSS: rss}}
 }
 
 // runChild runs a command with its output discarded and prints its wall
@@ -321,24 +316,8 @@ func runChild(argv []string) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", strings.Join(argv, " "), err)
 		os.Exit(1)
 	}
-	var cpu, rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		cpu = ru.Utime.Nano() + ru.Stime.Nano()
-		rss = ru.Maxrss * 1024 // Linux reports KiB
-	}
-	fmt.Println(int64(wall), cpu, rss)
-}
-
-// readThrough reads a file to its end, so that it is in the page cache.
-func readThrough(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
-		log.Fatal(err)
-	}
+	cpu, rss := sidebyside.Rusage(cmd.ProcessState)
+	fmt.Println(int64(wall), int64(cpu), rss)
 }
 
 // writeAndDelete writes n bytes to a new file at path, in 1 MiB writes,
@@ -447,29 +426,9 @@ func readInt(path string) (int64, bool) {
 	return v, err == nil
 }
 
-// memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0.
-func memAvailable() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kib << 10
-			}
-		}
-	}
-	return 0
-}
-
 // hashFile hashes a file with crypto/sha256 in this process.
 func hashFile(path string) measure {
-	var ru0, ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := sidebyside.SelfCPU()
 	start := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
@@ -482,9 +441,7 @@ func hashFile(path string) measure {
 		log.Fatal(err)
 	}
 	wall := time.Since(start)
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
-	return measure{wall: wall, cpu: time.Duration(cpu)}
+	return measure{Usage: sidebyside.Usage{Wall: wall, CPU: sidebyside.SelfCPU() - cpu0}}
 }
 
 // splitLayers copies each <id>/layer.tar out of the image, in manifest
@@ -539,18 +496,4 @@ func splitLayers(image, dir string) []string {
 		}
 	}
 	return order
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number with KiB, MiB or GiB", s)
-	}
-	return int64(f * float64(mult)), nil
 }

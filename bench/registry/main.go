@@ -34,7 +34,7 @@
 //     registry's blobs) are read through into the page cache, and
 //     everything dirty is written back (sync);
 //  4. -warm bytes of anonymous memory are touched and freed (in a helper
-//     process, see runCmd), so that the page cache each command fills
+//     process, see sidebyside.Warm), so that the page cache each command fills
 //     comes from memory the machine holds (see bench/harness for why this
 //     matters on the project's virtual machine);
 //  5. the harness waits, up to -idle, for the rest of the machine to be
@@ -49,7 +49,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,33 +57,27 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/occystrap/occystrap/testdata/imagegen"
+	"github.com/occystrap/occystrap/bench/internal/sidebyside"
 	"github.com/occystrap/occystrap/testdata/peers"
 )
 
 // measure is one timed run.
 type measure struct {
-	wall   time.Duration
-	cpu    time.Duration // the tool's user+system time (with its children)
-	regCPU time.Duration // the registry's user+system time during the run
-	other  time.Duration // CPU time the rest of the machine used during the run
-	maxRSS int64         // bytes
-	bytes  int64         // output size (pull) or compressed bytes stored (push, copy)
-	note   string
+	sidebyside.Usage               // the tool's wall time, CPU time (with its children), peak RSS; other CPU
+	regCPU           time.Duration // the registry's user+system time during the run
+	bytes            int64         // output size (pull) or compressed bytes stored (push, copy)
+	note             string
 }
 
 // srcRepo is the repository of the image pushed once for pulls and copies.
@@ -102,43 +95,9 @@ func skopeoCaches() []string {
 	return c
 }
 
-var (
-	cleanupMu sync.Mutex
-	cleanups  []func()
-)
-
-// atExit registers f to run (last registered first) on exit, on failure
-// and on Ctrl-C: the registry runs in its own process group, so it would
-// not see the terminal's signal.
-func atExit(f func()) {
-	cleanupMu.Lock()
-	cleanups = append(cleanups, f)
-	cleanupMu.Unlock()
-}
-
-func runCleanups() {
-	cleanupMu.Lock()
-	cs := cleanups
-	cleanups = nil
-	cleanupMu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
-}
-
-func fatalf(format string, args ...any) {
-	log.Printf(format, args...)
-	runCleanups()
-	os.Exit(1)
-}
-
-// helperArg, as the first argument, runs one of the harness's own helpers
-// instead of the harness (see helper).
-const helperArg = "__helper"
-
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == helperArg {
-		helper(os.Args[2:])
+	if sidebyside.IsHelper() {
+		sidebyside.Helper(os.Args[2:])
 		return
 	}
 	size := flag.String("size", "1GiB", "image size (KiB, MiB, GiB suffixes)")
@@ -156,21 +115,16 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 
-	n, err := parseSize(*size)
+	n, err := sidebyside.ParseSize(*size)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if *data != "random" && *data != "mixed" {
 		log.Fatalf("-data %q: want random or mixed", *data)
 	}
-	warmBytes := 3*n + 256<<20
-	if avail := memAvailable(); avail > 0 {
-		warmBytes = min(warmBytes, avail/2)
-	}
-	if *warm != "" {
-		if warmBytes, err = parseSize(*warm); err != nil {
-			log.Fatal(err)
-		}
+	warmBytes, err := sidebyside.WarmBytes(n, *warm)
+	if err != nil {
+		log.Fatal(err)
 	}
 	binPath, err := filepath.Abs(*bin)
 	if err != nil {
@@ -184,47 +138,22 @@ func main() {
 			log.Fatalf("%s is not installed (go tool task deps)", p)
 		}
 	}
-	if *work == "" {
-		d, err := os.MkdirTemp("/tmp", "occystrap-bench-registry-")
-		if err != nil {
-			log.Fatal(err)
-		}
-		*work = d
-		if !*keep {
-			atExit(func() { os.RemoveAll(d) })
-		} else {
-			atExit(func() { log.Printf("kept %s", d) })
-		}
-	} else if err := os.MkdirAll(*work, 0o755); err != nil {
+	if *work, err = sidebyside.WorkDir(*work, *keep, "occystrap-bench-registry-"); err != nil {
 		log.Fatal(err)
 	}
-	if *work, err = filepath.Abs(*work); err != nil {
-		log.Fatal(err)
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sig
-		log.Printf("interrupted; cleaning up")
-		runCleanups()
-		os.Exit(130)
-	}()
+	sidebyside.CleanUpOnInterrupt()
 
 	crane := findCrane(*cranePath, *work)
-	self, err := os.Executable()
-	if err != nil {
-		fatalf("%v", err)
-	}
 
 	// The image.
 	img := filepath.Join(*work, "image.tar")
 	log.Printf("generating a %s image (%s data) with %d layers in %s", *size, *data, *layers, img)
-	res, err := generate(img, *size, *layers, *data)
+	res, err := sidebyside.Generate(img, *size, *layers, *data)
 	if err != nil {
-		fatalf("generate the image: %v", err)
+		sidebyside.Fatalf("generate the image: %v", err)
 	}
 	fi, _ := os.Stat(img)
-	log.Printf("image: %s, config %s", mib(fi.Size()), res.ConfigDigest)
+	log.Printf("image: %s, config %s", sidebyside.MiB(fi.Size()), res.ConfigDigest)
 
 	// Two registry directories; only one registry runs at a time. "full"
 	// holds the source image (pulls and copies), "empty" nothing (pushes).
@@ -232,27 +161,27 @@ func main() {
 	empty := &registry{dir: filepath.Join(*work, "reg-empty")}
 	for _, r := range []*registry{full, empty} {
 		if err := os.MkdirAll(r.dir, 0o755); err != nil {
-			fatalf("%v", err)
+			sidebyside.Fatalf("%v", err)
 		}
 	}
-	atExit(func() { full.stop(); empty.stop() })
+	sidebyside.AtExit(func() { full.stop(); empty.stop() })
 
 	log.Printf("pushing the source image once with skopeo (gzip)")
 	full.start()
 	deleteSkopeoCaches()
 	ctx := context.Background()
 	if err := full.r.SkopeoPush(ctx, "docker-archive:"+img, srcRepo+":v1", peers.SkopeoOptions{CompressFormat: "gzip"}); err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 	srcMan, err := getManifest(full.r.Host, srcRepo)
 	if err != nil {
-		fatalf("source image: %v", err)
+		sidebyside.Fatalf("source image: %v", err)
 	}
 	if srcMan.Config.Digest != res.ConfigDigest {
-		fatalf("source image: config %s, want %s", srcMan.Config.Digest, res.ConfigDigest)
+		sidebyside.Fatalf("source image: config %s, want %s", srcMan.Config.Digest, res.ConfigDigest)
 	}
 	log.Printf("source image: %d layers, %s of gzip blobs (%.0f%% of the tarball)",
-		len(srcMan.Layers), mib(srcMan.layerBytes()), 100*float64(srcMan.layerBytes())/float64(fi.Size()))
+		len(srcMan.Layers), sidebyside.MiB(srcMan.layerBytes()), 100*float64(srcMan.layerBytes())/float64(fi.Size()))
 	full.stop()
 	full.pristine = blobSet(full.storage())
 
@@ -371,11 +300,11 @@ func main() {
 	// process's own (exec keeps the high-water mark of the memory it
 	// replaces), so this process stays small: the memory-hungry helpers
 	// run as children of their own. The floor is measured and printed.
-	floor, err := runCmd([]string{self, helperArg, "nothing"}, filepath.Join(logDir, "floor.log"))
+	floor, err := sidebyside.Floor(filepath.Join(logDir, "floor.log"))
 	if err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
-	log.Printf("warming %s of memory before each run; occystrap -j %d; crane: %s", mib(warmBytes), *par, orNone(crane))
+	log.Printf("warming %s of memory before each run; occystrap -j %d; crane: %s", sidebyside.MiB(warmBytes), *par, orNone(crane))
 
 	for run := range *runs {
 		for _, j := range jobs {
@@ -389,10 +318,10 @@ func main() {
 				}
 				// Prepare, outside the timed region.
 				if err := os.RemoveAll(out); err != nil {
-					fatalf("%v", err)
+					sidebyside.Fatalf("%v", err)
 				}
 				if err := os.MkdirAll(out, 0o755); err != nil {
-					fatalf("%v", err)
+					sidebyside.Fatalf("%v", err)
 				}
 				full.stop()
 				empty.stop()
@@ -404,32 +333,33 @@ func main() {
 				j.reg.start()
 				deleteSkopeoCaches()
 				for _, f := range j.inputs() {
-					readThrough(f)
+					if err := sidebyside.ReadThrough(f); err != nil {
+						sidebyside.Fatalf("%v", err)
+					}
 				}
 				syscall.Sync()
 				if warmBytes > 0 {
-					if _, err := runCmd([]string{self, helperArg, "touch", strconv.FormatInt(warmBytes, 10)}, filepath.Join(logDir, "touch.log")); err != nil {
-						fatalf("touch %s of memory: %v (try a smaller -warm)", mib(warmBytes), err)
+					if err := sidebyside.Warm(warmBytes, filepath.Join(logDir, "touch.log")); err != nil {
+						sidebyside.Fatalf("touch %s of memory: %v (try a smaller -warm)", sidebyside.MiB(warmBytes), err)
 					}
 				}
 				if *idle > 0 {
-					waitIdle(*idle)
+					sidebyside.WaitIdle(*idle)
 				}
 				host := j.reg.r.Host
 				argv := t.argv(host, run)
-				regBefore, sysBefore, selfBefore := j.reg.cpu(), systemCPU(), selfCPU()
-				m, err := runCmd(argv, filepath.Join(logDir, fmt.Sprintf("%d-%s-%s.log", run, slug(j.name), t.name)))
-				m.regCPU = j.reg.cpu() - regBefore
-				m.other = max(0, systemCPU()-sysBefore-m.cpu-m.regCPU-(selfCPU()-selfBefore))
+				var m measure
+				var err error
+				m.Usage, m.regCPU, err = sidebyside.RunBeside(argv, filepath.Join(logDir, fmt.Sprintf("%d-%s-%s.log", run, sidebyside.Slug(j.name), t.name)), j.reg.cpu)
 				if err != nil {
-					fatalf("%s: %v", name, err)
+					sidebyside.Fatalf("%s: %v", name, err)
 				}
 				if m.bytes, m.note, err = j.collect(host, run); err != nil {
-					fatalf("%s: result: %v", name, err)
+					sidebyside.Fatalf("%s: result: %v", name, err)
 				}
 				log.Printf("run %d  %-40s %8.3fs  cpu %6.2fs  registry cpu %6.2fs  other cpu %6.2fs  %7.1f MiB  %s %s",
-					run+1, name, m.wall.Seconds(), m.cpu.Seconds(), m.regCPU.Seconds(), m.other.Seconds(),
-					float64(m.maxRSS)/(1<<20), mib(m.bytes), m.note)
+					run+1, name, m.Wall.Seconds(), m.CPU.Seconds(), m.regCPU.Seconds(), m.Other.Seconds(),
+					float64(m.MaxRSS)/(1<<20), sidebyside.MiB(m.bytes), m.note)
 				rowOf[name].ms = append(rowOf[name].ms, m)
 			}
 		}
@@ -439,7 +369,7 @@ func main() {
 	os.RemoveAll(out)
 
 	median := func(r *row) measure {
-		ms := sorted(r.ms)
+		ms := sidebyside.Sorted(r.ms)
 		if len(ms) == 0 {
 			return measure{}
 		}
@@ -452,53 +382,53 @@ func main() {
 		dataDesc = "mixed, gzip to 56%"
 	}
 	fmt.Printf("\nImage: %s (%s data) in %d layers, tarball %s; %d runs each, median; occystrap -j %d; %d CPUs.\n\n",
-		*size, dataDesc, *layers, mib(fi.Size()), *runs, *par, runtime.NumCPU())
+		*size, dataDesc, *layers, sidebyside.MiB(fi.Size()), *runs, *par, runtime.NumCPU())
 	fmt.Println("| job | tool | wall time (median) | fastest – slowest | vs skopeo | quiet runs: median (n) | vs skopeo | tool CPU | registry CPU | other CPU | peak RSS | bytes |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		if len(r.ms) == 0 {
 			continue
 		}
-		ms := sorted(r.ms)
+		ms := sidebyside.Sorted(r.ms)
 		m := ms[len(ms)/2]
 		ratio := "-"
-		if s := skopeoOf(r.job); s.wall > 0 {
-			ratio = fmt.Sprintf("%.2fx", m.wall.Seconds()/s.wall.Seconds())
+		if s := skopeoOf(r.job); s.Wall > 0 {
+			ratio = fmt.Sprintf("%.2fx", m.Wall.Seconds()/s.Wall.Seconds())
 		}
-		b := mib(m.bytes)
+		b := sidebyside.MiB(m.bytes)
 		if m.note != "" {
 			b += " (" + m.note + ")"
 		}
 		quiet, qratio := "-", "-"
-		if q, n := quietMedian(r.ms); n > 0 {
-			quiet = fmt.Sprintf("%.2f s (%d)", q.wall.Seconds(), n)
-			if s, sn := quietMedian(rowOf[r.job+": skopeo"].ms); sn > 0 {
-				qratio = fmt.Sprintf("%.2fx", q.wall.Seconds()/s.wall.Seconds())
+		if q, n := sidebyside.QuietMedian(r.ms); n > 0 {
+			quiet = fmt.Sprintf("%.2f s (%d)", q.Wall.Seconds(), n)
+			if s, sn := sidebyside.QuietMedian(rowOf[r.job+": skopeo"].ms); sn > 0 {
+				qratio = fmt.Sprintf("%.2fx", q.Wall.Seconds()/s.Wall.Seconds())
 			}
 		}
 		fmt.Printf("| %s | %s | %.2f s | %.2f – %.2f s | %s | %s | %s | %.2f s | %.2f s | %.2f s | %.1f MiB | %s |\n",
-			r.job, r.tool, m.wall.Seconds(), ms[0].wall.Seconds(), ms[len(ms)-1].wall.Seconds(), ratio, quiet, qratio,
-			m.cpu.Seconds(), m.regCPU.Seconds(), m.other.Seconds(), float64(m.maxRSS)/(1<<20), b)
+			r.job, r.tool, m.Wall.Seconds(), ms[0].Wall.Seconds(), ms[len(ms)-1].Wall.Seconds(), ratio, quiet, qratio,
+			m.CPU.Seconds(), m.regCPU.Seconds(), m.Other.Seconds(), float64(m.MaxRSS)/(1<<20), b)
 	}
 	if crane == "" {
 		fmt.Println("\ncrane: not available, its rows are skipped.")
 	}
 	fmt.Printf("\nPeak RSS floor: %.1f MiB (a child that does nothing; every child's peak reads at least this).\n",
-		float64(floor.maxRSS)/(1<<20))
+		float64(floor.MaxRSS)/(1<<20))
 	fmt.Println()
 	goal := func(jobName string, want float64) {
 		o, s := median(rowOf[jobName+": occystrap"]), skopeoOf(jobName)
-		if o.wall == 0 || s.wall == 0 {
+		if o.Wall == 0 || s.Wall == 0 {
 			return
 		}
-		r := o.wall.Seconds() / s.wall.Seconds()
+		r := o.Wall.Seconds() / s.Wall.Seconds()
 		fmt.Printf("- %s: occystrap %.2f s, skopeo %.2f s: %.2fx (goal: at most %.1fx) — %s",
-			jobName, o.wall.Seconds(), s.wall.Seconds(), r, want, met(r <= want))
-		oq, on := quietMedian(rowOf[jobName+": occystrap"].ms)
-		sq, sn := quietMedian(rowOf[jobName+": skopeo"].ms)
+			jobName, o.Wall.Seconds(), s.Wall.Seconds(), r, want, sidebyside.Met(r <= want))
+		oq, on := sidebyside.QuietMedian(rowOf[jobName+": occystrap"].ms)
+		sq, sn := sidebyside.QuietMedian(rowOf[jobName+": skopeo"].ms)
 		if on > 0 && sn > 0 {
-			rq := oq.wall.Seconds() / sq.wall.Seconds()
-			fmt.Printf("; quiet runs only: %.2f s against %.2f s: %.2fx — %s", oq.wall.Seconds(), sq.wall.Seconds(), rq, met(rq <= want))
+			rq := oq.Wall.Seconds() / sq.Wall.Seconds()
+			fmt.Printf("; quiet runs only: %.2f s against %.2f s: %.2fx — %s", oq.Wall.Seconds(), sq.Wall.Seconds(), rq, sidebyside.Met(rq <= want))
 		}
 		fmt.Println()
 	}
@@ -508,42 +438,15 @@ func main() {
 	for _, r := range rows {
 		if r.tool == "occystrap" {
 			for _, m := range r.ms {
-				peak = max(peak, m.maxRSS)
+				peak = max(peak, m.MaxRSS)
 			}
 		}
 	}
 	if peak > 0 {
 		fmt.Printf("- occystrap peak RSS over every run with -j %d: %.1f MiB (goal: under 128 MiB) — %s\n",
-			*par, float64(peak)/(1<<20), met(peak < 128<<20))
+			*par, float64(peak)/(1<<20), sidebyside.Met(peak < 128<<20))
 	}
-	runCleanups()
-}
-
-// quiet reports whether the rest of the machine used under a tenth of a
-// CPU, on average, during a run.
-func quiet(m measure) bool { return m.other*10 < m.wall }
-
-// quietMedian returns the median of the quiet runs, and how many there
-// were.
-func quietMedian(ms []measure) (measure, int) {
-	var q []measure
-	for _, m := range ms {
-		if quiet(m) {
-			q = append(q, m)
-		}
-	}
-	if len(q) == 0 {
-		return measure{}, 0
-	}
-	q = sorted(q)
-	return q[len(q)/2], len(q)
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
+	sidebyside.RunCleanups()
 }
 
 func orNone(s string) string {
@@ -552,26 +455,6 @@ func orNone(s string) string {
 	}
 	return s
 }
-
-func slug(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else if b.Len() > 0 && !strings.HasSuffix(b.String(), "-") {
-			b.WriteByte('-')
-		}
-	}
-	return strings.Trim(b.String(), "-")
-}
-
-func sorted(ms []measure) []measure {
-	ms = slices.Clone(ms)
-	slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
-	return ms
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // registry is one registry directory, whose process runs between start
 // and stop.
@@ -587,7 +470,7 @@ func (g *registry) storage() string { return filepath.Join(g.dir, "storage") }
 func (g *registry) start() {
 	r, err := peers.StartRegistry(g.dir, peers.RegistryOptions{Auth: peers.AuthNone})
 	if err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 	g.r = r
 	g.pid = registryPID(r.ConfigPath)
@@ -614,7 +497,7 @@ func (g *registry) cpu() time.Duration {
 // wipe empties the storage.
 func (g *registry) wipe() {
 	if err := os.RemoveAll(g.storage()); err != nil {
-		fatalf("%v", err)
+		sidebyside.Fatalf("%v", err)
 	}
 }
 
@@ -712,59 +595,10 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-// systemCPU returns the CPU time the whole machine has spent busy (user,
-// nice, system, interrupts, steal; not idle or I/O wait), from /proc/stat.
-func systemCPU() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
-	}
-	var ticks int64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		v, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += v
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
-}
-
-// selfCPU returns this process's own user+system time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// waitIdle waits, at most limit, until the rest of the machine (other
-// sessions' tests, builds) has used under 10% of a CPU for half a second,
-// so that runs compete for the CPUs with the registry alone. The "other
-// CPU" column shows what still ran during each run.
-func waitIdle(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for {
-		before, self := systemCPU(), selfCPU()
-		time.Sleep(500 * time.Millisecond)
-		busy := systemCPU() - before - (selfCPU() - self)
-		if busy < 50*time.Millisecond {
-			return
-		}
-		if time.Now().After(deadline) {
-			log.Printf("the machine is still busy (%.0f%% of a CPU besides this harness); running anyway", 100*busy.Seconds()/0.5)
-			return
-		}
-	}
-}
-
 func deleteSkopeoCaches() {
 	for _, c := range skopeoCaches() {
 		if err := os.Remove(c); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			fatalf("delete skopeo's blob info cache: %v", err)
+			sidebyside.Fatalf("delete skopeo's blob info cache: %v", err)
 		}
 	}
 }
@@ -841,214 +675,4 @@ func findCrane(flagPath, work string) string {
 		return ""
 	}
 	return filepath.Join(gobin, "crane")
-}
-
-// runCmd runs argv with its output in logPath, and returns its wall time,
-// CPU time and peak RSS. The peak RSS is the child's ru_maxrss, which
-// Linux computes as the largest of the high-water marks of every memory
-// map the process had: that includes this process's, which the child
-// shares until it calls exec (Go starts children with vfork semantics), so
-// no child reads below this process's own peak. Keep this process small.
-func runCmd(argv []string, logPath string) (measure, error) {
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return measure{}, err
-	}
-	defer lf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	start := time.Now()
-	err = cmd.Run()
-	m := measure{wall: time.Since(start)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss * 1024 // Linux reports KiB
-		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	if err != nil {
-		b, _ := os.ReadFile(logPath)
-		return m, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(string(b), 3000))
-	}
-	return m, nil
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// readThrough reads a file to its end, so that it is in the page cache.
-func readThrough(path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	defer f.Close()
-	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20)); err != nil {
-		fatalf("%v", err)
-	}
-}
-
-// touchMemory faults in n bytes of anonymous memory and frees them, so that
-// the next allocations are served from memory this machine holds rather
-// than memory its hypervisor has reclaimed.
-func touchMemory(n int64) error {
-	if n <= 0 {
-		return nil
-	}
-	b, err := syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE,
-		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_POPULATE)
-	if err != nil {
-		return err
-	}
-	return syscall.Munmap(b)
-}
-
-// memAvailable returns MemAvailable from /proc/meminfo in bytes, or 0.
-func memAvailable() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kib << 10
-			}
-		}
-	}
-	return 0
-}
-
-// image is what the harness needs to know of the generated image.
-type image struct {
-	ConfigDigest string
-	Layers       int
-}
-
-// generate writes the image in a helper process (generating mixed data
-// holds a buffer as large as the largest file, which would otherwise raise
-// every child's measured peak RSS; see runCmd).
-func generate(path, size string, layers int, data string) (image, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return image{}, err
-	}
-	cmd := exec.Command(self, helperArg, "generate", path, size, strconv.Itoa(layers), data)
-	cmd.Stderr = os.Stderr
-	outb, err := cmd.Output()
-	if err != nil {
-		return image{}, err
-	}
-	var im image
-	return im, json.Unmarshal(outb, &im)
-}
-
-// helper runs a helper: "generate PATH SIZE LAYERS DATA" writes the image
-// and prints its description as JSON; "touch BYTES" faults in and frees
-// that much memory; "nothing" does nothing (its peak RSS is the floor).
-func helper(args []string) {
-	if len(args) == 0 {
-		log.Fatal("helper: no name")
-	}
-	switch args[0] {
-	case "nothing":
-	case "touch":
-		n, err := strconv.ParseInt(args[1], 10, 64)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := touchMemory(n); err != nil {
-			log.Fatal(err)
-		}
-	case "generate":
-		n, err := parseSize(args[2])
-		if err != nil {
-			log.Fatal(err)
-		}
-		layers, err := strconv.Atoi(args[3])
-		if err != nil {
-			log.Fatal(err)
-		}
-		img := imagegen.Big(n, layers)
-		if args[4] == "mixed" {
-			img = mixed(img)
-		}
-		res, err := imagegen.WriteFile(args[1], img, imagegen.Legacy)
-		if err != nil {
-			log.Fatal(err)
-		}
-		json.NewEncoder(os.Stdout).Encode(image{ConfigDigest: res.ConfigDigest.String(), Layers: len(res.DiffIDs)})
-	default:
-		log.Fatalf("helper: unknown %q", args[0])
-	}
-}
-
-// mixed returns img with every generated file's contents taken from one
-// shared buffer in which each 8 KiB block is 2 KiB of random bytes and
-// 6 KiB of text made of a small vocabulary: gzip shrinks it to 56%,
-// between a typical image's binaries and its text. Files start at different
-// offsets of the buffer, so no two are alike within gzip's 32 KiB window,
-// and layers stay distinct. imagegen copies Data as it writes, so this is
-// as cheap as the random data, and the buffer (the largest file plus
-// 4 MiB) is the only memory it takes.
-func mixed(img imagegen.Image) imagegen.Image {
-	var largest int64
-	for _, l := range img.Layers {
-		for _, e := range l.Entries {
-			largest = max(largest, e.Size)
-		}
-	}
-	const spread = 4 << 20
-	buf := make([]byte, largest+spread)
-	r := rand.New(rand.NewPCG(7, 11))
-	words := strings.Fields("the of and to in is for on that with as by this be are from at or an it not which config usr lib bin share " +
-		"locale python3 site packages dist info __init__ py so x86_64 linux gnu include etc doc man html copyright changelog gz")
-	for off := 0; off < len(buf); off += 8 << 10 {
-		blk := buf[off:min(off+8<<10, len(buf))]
-		half := min(2<<10, len(blk))
-		for i := range blk[:half] {
-			blk[i] = byte(r.Uint32())
-		}
-		for i := half; i < len(blk); {
-			w := words[r.IntN(len(words))]
-			i += copy(blk[i:], w)
-			if i < len(blk) {
-				blk[i] = " /\n_."[r.IntN(5)]
-				i++
-			}
-		}
-	}
-	layers := make([]imagegen.Layer, len(img.Layers))
-	for li, l := range img.Layers {
-		es := slices.Clone(l.Entries)
-		for i, e := range es {
-			if e.Type == imagegen.File && e.Data == nil && e.Size > 0 {
-				off := (e.Seed * 40961) % spread
-				es[i].Data = buf[off : off+e.Size]
-			}
-		}
-		l.Entries = es
-		layers[li] = l
-	}
-	img.Layers = layers
-	return img
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
-		}
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number with KiB, MiB or GiB", s)
-	}
-	return int64(f * float64(mult)), nil
 }
