@@ -329,8 +329,8 @@ func (rc *receipt) wait(ctx context.Context, cond func() (bool, error)) error {
 	for {
 		rc.mu.Lock()
 		ok, err := cond()
-		if err == nil && !ok && rc.err != nil {
-			err = rc.err
+		if !ok && rc.err != nil {
+			err = rc.err // the cause comes first: what is missing may follow from it
 		}
 		ch := rc.changed
 		rc.mu.Unlock()
