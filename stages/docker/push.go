@@ -32,16 +32,18 @@ const cleanupTimeout = 30 * time.Second
 // over HTTPS on a free port of 127.0.0.1, tags the image for it, asks the
 // engine to push, and removes the tag and stops the registry when done.
 // The engine pushes layers several at a time, each compressed (gzip), where
-// `docker save` writes one sequential tar; the upload is what makes this
-// input faster on images with many layers.
+// `docker save` writes one sequential tar. That can pay off with many
+// layers and the cores to compress them; on two cores the engine's gzip
+// makes it slower than docker:// (docs/benchmarks.md).
 //
 // The engine's uploads carry no layer position, so each blob is told
 // apart by its content as soon as it is complete: it is decompressed and
 // hashed, and its diff ID names its position (the engine's inspect gives
 // the diff IDs in order). Layers go on in image order as soon as each is
-// known, while later ones still upload; they keep the engine's gzip bytes,
-// so a stage that needs the tar stream decompresses them, and a registry
-// destination uploads them as they are. The config comes after the layers
+// known, while later ones still upload. When the destination stores
+// blobs as they are (stages.Env.KeepCompressed), layers keep the engine's
+// gzip bytes; otherwise the tar stream made while recognising a layer is
+// its body, so no layer is decompressed twice. The config comes after the layers
 // (the engine pushes it last), and the manifest the engine pushes at the
 // end is checked against what was sent: the same config, and the same
 // blobs in the same order.
