@@ -165,7 +165,7 @@ type receipt struct {
 	changed  chan struct{} // closed and replaced on every change
 	slots    []*regserver.Blob
 	comps    map[digest.Digest]elements.Compression
-	tars     map[digest.Digest]*spool.File // blob digest -> its tar stream
+	tars     map[digest.Digest]*spool.File     // blob digest -> its tar stream
 	others   map[digest.Digest]*regserver.Blob // blobs that are no layer
 	pending  int                               // identifications not finished
 	manifest *ocispec.Manifest
