@@ -90,7 +90,7 @@ var sourceSchemes = []schemeSpec{
 	{
 		name:    "dockerpush",
 		form:    "dockerpush://IMAGE[:TAG][?socket=PATH]",
-		summary: "export an image from a local Docker daemon by having it push to an embedded registry (faster for many layers)",
+		summary: "export an image from a local Docker or Podman daemon by having it push to an embedded registry (layers arrive in parallel; the engine compresses each one)",
 		ref:     refDocker,
 		opts:    []optSpec{optSocket},
 	},
