@@ -73,10 +73,7 @@ func TestBundleRunsUnderRunc(t *testing.T) {
 		t.Skip("runc run needs root")
 	}
 	work := t.TempDir()
-	src := filepath.Join(work, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
+	data := staticProgram(t, `package main
 
 import (
 	"fmt"
@@ -87,18 +84,7 @@ func main() {
 	wd, _ := os.Getwd()
 	fmt.Printf("hello from %s uid=%d args=%v greeting=%s\n", wd, os.Getuid(), os.Args[1:], os.Getenv("GREETING"))
 }
-`), 0o644)
-	bin := filepath.Join(work, "hello")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = src
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	img := imagegen.Image{
 		RepoTag: "example.com/test/hello:v1",
 		Layers: []imagegen.Layer{
@@ -197,4 +183,27 @@ func TestHostileInputsNewOutputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// staticProgram builds a static Linux binary from one main.go and returns
+// its bytes, for images that runc runs.
+func staticProgram(t *testing.T, mainGo string) []byte {
+	t.Helper()
+	work := t.TempDir()
+	src := filepath.Join(work, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(mainGo), 0o644)
+	bin := filepath.Join(work, "hello")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -210,10 +210,7 @@ func TestMountsRunsUnderRunc(t *testing.T) {
 	peers.Need(t, "runc", "go")
 	needOverlay(t)
 	work := t.TempDir()
-	src := filepath.Join(work, "src")
-	os.Mkdir(src, 0o755)
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(`package main
+	data := staticProgram(t, `package main
 
 import (
 	"fmt"
@@ -225,18 +222,7 @@ func main() {
 	kept, _ := os.ReadFile("/etc/kept")
 	fmt.Printf("hello gone=%v kept=%s\n", os.IsNotExist(err), kept)
 }
-`), 0o644)
-	bin := filepath.Join(work, "hello")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = src
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	img := imagegen.Image{
 		RepoTag: "example.com/test/hello:v1",
 		Layers: []imagegen.Layer{

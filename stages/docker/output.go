@@ -271,8 +271,8 @@ func (o *Output) prepare(ctx context.Context, el elements.Element) (elements.Ele
 	}
 	o.log.Debug().Str("layer", el.Name).Int64("bytes", b.size).Msg("decompressed to learn its size")
 	out := el
-	out.Body = b.open()
-	b.release()
+	out.Body = b.Open()
+	b.Release()
 	out.MediaType = elements.LayerMediaType(elements.None)
 	out.Size = b.size
 	out.Digest = b.digest

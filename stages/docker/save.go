@@ -204,12 +204,12 @@ func (s *saveReader) run(ctx context.Context, r io.Reader) error {
 // sent on keep theirs until they are closed.
 func (s *saveReader) close() {
 	for _, b := range s.blobs {
-		b.release()
+		b.Release()
 	}
 	s.blobs = nil
 	for _, sl := range s.slots {
 		if sl != nil && sl.b != nil {
-			sl.b.release()
+			sl.b.Release()
 			sl.b = nil
 		}
 	}
@@ -378,14 +378,14 @@ func (s *saveReader) setV1(id string, i int) {
 // manifest.json.
 func (s *saveReader) place(b *blob) error {
 	if want := ownDigest(b.path); want != "" && want != b.digest {
-		b.release()
+		b.Release()
 		return &elements.DigestError{What: b.path + " in " + s.what, Want: want, Got: b.digest}
 	}
 	var filled []int
 	if b.comp == elements.None {
 		for _, i := range s.diffIndex[b.digest] {
 			if s.slots[i] == nil {
-				b.hold()
+				b.Hold()
 				s.slots[i] = &slot{b: b, path: b.path}
 				filled = append(filled, i)
 			}
@@ -393,7 +393,7 @@ func (s *saveReader) place(b *blob) error {
 	}
 	if len(filled) == 0 {
 		if old := s.blobs[b.path]; old != nil {
-			old.release()
+			old.Release()
 		}
 		s.blobs[b.path] = b
 		return nil
@@ -402,7 +402,7 @@ func (s *saveReader) place(b *blob) error {
 		s.setV1(m[1], filled[0])
 	}
 	s.placed[b.path] = b.digest
-	b.release() // the positions hold it now
+	b.Release() // the positions hold it now
 	return nil
 }
 
@@ -474,13 +474,13 @@ func (s *saveReader) flush(ctx context.Context) error {
 		el := elements.Element{
 			Kind: elements.KindLayer, Name: name, Index: i,
 			MediaType: elements.LayerMediaType(b.comp), Digest: b.digest, DiffID: s.facts.DiffIDs[i],
-			Size: b.size, Body: b.open(),
+			Size: b.size, Body: b.Open(),
 		}
 		if b.comp == elements.None {
 			el.Source = &elements.FileRange{File: b.OSFile(), Offset: 0, Length: b.size}
 		}
 		sl.b = nil
-		b.release()
+		b.Release()
 		s.next++
 		if err := flow.Send(ctx, s.out, el); err != nil {
 			return err
@@ -561,7 +561,7 @@ func (s *saveReader) finish(ctx context.Context) error {
 			if b.comp == elements.None && b.digest != s.facts.DiffIDs[i] {
 				return &elements.DigestError{What: fmt.Sprintf("layer %d (%s) diff ID in %s", i, lp, s.what), Want: s.facts.DiffIDs[i], Got: b.digest}
 			}
-			b.hold()
+			b.Hold()
 			s.slots[i] = &slot{b: b, path: p}
 		}
 	}

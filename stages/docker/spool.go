@@ -41,13 +41,3 @@ func spoolBlob(ctx context.Context, dir, path string, r io.Reader, buf []byte) (
 	b.comp = elements.Detect(head[:m])
 	return b, nil
 }
-
-// hold takes one more reference.
-func (b *blob) hold() { b.Hold() }
-
-// release lets go of one reference; the last one closes the file.
-func (b *blob) release() { b.Release() }
-
-// open returns a body reading the whole blob; it holds a reference until
-// it is closed.
-func (b *blob) open() io.ReadCloser { return b.Open() }
