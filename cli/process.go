@@ -44,12 +44,14 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 	}
 	env := a.env()
 	p := &engine.Pipeline{InputName: "input " + src.Scheme, OutputName: "output " + dst.Scheme}
-	for _, s := range filterSpecs {
+	for i, s := range filterSpecs {
 		spec, err := uri.ParseFilter(s)
 		if err != nil {
 			return usageError{err}
 		}
-		f, err := catalog.NewFilter(spec, env)
+		fEnv := env
+		fEnv.LateLayers = i == len(filterSpecs)-1 && catalog.TakesLateLayers(dst)
+		f, err := catalog.NewFilter(spec, fEnv)
 		if err != nil {
 			if errors.Is(err, uri.ErrInvalidValue) { // a pattern that does not compile
 				return usageError{err}

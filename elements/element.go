@@ -65,6 +65,23 @@ type Element struct {
 	// an output can copy them in the kernel (see FileRange). A stage that
 	// changes Body must set it to nil.
 	Source *FileRange
+	// Late, when not nil, marks a layer whose final name and digest are
+	// known only once its Body has been read to io.EOF: a filter that
+	// rewrites the layer while the next stage reads it. Its Body is an
+	// uncompressed tar; Name is the name the layer came with, and Digest,
+	// DiffID and Size are unknown. Call Late after EOF for the final
+	// values. Only a stage that declared it takes late layers
+	// (stages.Env.LateLayers) is given one: every other stage needs names
+	// and digests before the bytes.
+	Late func() (Final, error)
+}
+
+// Final is what a late layer's Body settles on at its end (see
+// Element.Late).
+type Final struct {
+	Name   string        // the layer's new name: its digest's hex
+	Digest digest.Digest // digest of the uncompressed tar, and so its diff ID
+	Size   int64         // bytes read from Body
 }
 
 // Close closes the Element's Body if it has one. It is safe to call on an

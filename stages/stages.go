@@ -84,6 +84,13 @@ type Env struct {
 	// to recognise it) hands on the compressed bytes only then, and
 	// otherwise the tar stream it made, so nothing decompresses twice.
 	KeepCompressed bool
+	// LateLayers says that the next stage (past the decompress stage, which
+	// passes uncompressed layers through) takes layers whose name and
+	// digest are known only at their end (elements.Element.Late): a
+	// filter that rewrites layers can then stream them instead of
+	// rewriting each into a temporary file to learn its digest first.
+	// Only the last filter of a chain is told so.
+	LateLayers bool
 }
 
 // Progress receives progress reports from long work. Only the cli package

@@ -213,6 +213,9 @@ func main() {
 			&job{name: "baseline: occystrap tar -> dir?expand=true", fn: func() measure {
 				return runCmd(basePath, "process", "tar://"+in, "dir://"+filepath.Join(out, "d")+"?expand=true")
 			}},
+			&job{name: "baseline: occystrap tar -> tar -f normalize-timestamps", fn: func() measure {
+				return runCmd(basePath, "process", "tar://"+in, "tar://"+filepath.Join(out, "norm.tar"), "-f", "normalize-timestamps")
+			}},
 		)
 	}
 	floor0 := runCmd("true")

@@ -67,6 +67,15 @@ var keepsBlobs = map[string]bool{"registry": true, "oci-layout": true, "oci-arch
 // layers as they are (see stages.Env.KeepCompressed).
 func KeepsCompressed(u uri.URI) bool { return keepsBlobs[u.Scheme] }
 
+// takesLate lists the outputs that take layers named only at their end
+// (elements.Element.Late): the tarball output patches each member's
+// header once the member is written.
+var takesLate = map[string]bool{"tar": true}
+
+// TakesLateLayers reports whether the output for u takes late layers (see
+// stages.Env.LateLayers).
+func TakesLateLayers(u uri.URI) bool { return takesLate[u.Scheme] }
+
 // OutputPrelude returns the stage the engine runs just before the output
 // for a destination, or nil: for outputs that need tar streams, the
 // parallel decompress stage.

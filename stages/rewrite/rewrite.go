@@ -11,6 +11,11 @@
 // file, and handed on in image order. A layer the filter leaves unchanged
 // is handed on with its original bytes (compressed as they came), so a
 // filter that changes nothing causes no recompression downstream.
+//
+// When the next stage takes late layers (a tarball output, which patches
+// each member's header once the member is written), the temporary file is
+// skipped: each layer is rewritten into a pipe while the output reads it,
+// and named by the digest the output's reads compute.
 package rewrite
 
 import (
@@ -23,6 +28,7 @@ import (
 
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/engine/flow"
+	"github.com/occystrap/occystrap/engine/pipe"
 	"github.com/occystrap/occystrap/engine/spool"
 	"github.com/occystrap/occystrap/stages"
 	"github.com/occystrap/occystrap/stages/tarball"
@@ -59,12 +65,16 @@ type Filter struct {
 	edit     Editor
 	parallel int
 	tempDir  string
+	late     bool
 	log      zerolog.Logger
 }
 
-// New returns a filter named name (for logs) running edit.
+// New returns a filter named name (for logs) running edit. With
+// env.LateLayers it hands layers on as they are rewritten, named at their
+// end (see elements.Element.Late); otherwise each layer is rewritten into
+// a temporary file first, to learn its new digest.
 func New(name string, edit Editor, env stages.Env) *Filter {
-	return &Filter{name: name, edit: edit, parallel: max(env.Parallel, 1), tempDir: env.TempDir, log: env.Log}
+	return &Filter{name: name, edit: edit, parallel: max(env.Parallel, 1), tempDir: env.TempDir, late: env.LateLayers, log: env.Log}
 }
 
 // Run rewrites the layers from in and sends them, then the config, on out.
@@ -75,7 +85,20 @@ func (f *Filter) Run(ctx context.Context, in <-chan elements.Element, out chan<-
 		newDiffs  = map[int]digest.Digest{}
 		config    *elements.Element
 		configRaw []byte
+		late      sync.WaitGroup // late layers not yet read to their end
+		lateErr   error
 	)
+	lateDone := func(i int, d digest.Digest, err error) {
+		mu.Lock()
+		if err != nil && lateErr == nil {
+			lateErr = err
+		} else if err == nil {
+			newDiffs[i] = d
+		}
+		mu.Unlock()
+		late.Done()
+	}
+	runCtx := ctx // late rewrites outlive the callback's context
 	err := flow.Map(ctx, in, out, 2*f.parallel, func(ctx context.Context, el elements.Element) (elements.Element, bool, error) {
 		switch {
 		case el.Kind == elements.KindConfig:
@@ -93,6 +116,10 @@ func (f *Filter) Run(ctx context.Context, in <-chan elements.Element, out chan<-
 		case el.Kind != elements.KindLayer || el.Body == nil:
 			return el, true, nil
 		}
+		if f.late {
+			late.Add(1)
+			return f.lateLayer(runCtx, el, lateDone), true, nil
+		}
 		if err := busy.Acquire(ctx, 1); err != nil {
 			el.Close()
 			return el, false, context.Cause(ctx)
@@ -109,6 +136,18 @@ func (f *Filter) Run(ctx context.Context, in <-chan elements.Element, out chan<-
 	if err != nil {
 		return err
 	}
+	// Late layers are rewritten as the next stage reads them: their diff
+	// IDs are known once it has read them all.
+	waited := make(chan struct{})
+	go func() { late.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if lateErr != nil {
+		return lateErr
+	}
 	if config == nil {
 		return nil // nothing to fix (the output will complain if it needs one)
 	}
@@ -119,8 +158,8 @@ func (f *Filter) Run(ctx context.Context, in <-chan elements.Element, out chan<-
 	return flow.Send(ctx, out, el)
 }
 
-// fixConfig replaces the changed diff IDs (and whatever else the editor
-// asks for) in the config, and names it after its new digest.
+// fixConfig puts the new diff IDs (those that differ) and whatever else
+// the editor asks for in the config, and names it after its new digest.
 func (f *Filter) fixConfig(el elements.Element, raw []byte, newDiffs map[int]digest.Digest) (elements.Element, error) {
 	var cfg struct {
 		RootFS struct {
@@ -131,17 +170,21 @@ func (f *Filter) fixConfig(el elements.Element, raw []byte, newDiffs map[int]dig
 		return el, fmt.Errorf("%s: config is not valid JSON: %w", f.name, err)
 	}
 	var splices []splice
-	if len(newDiffs) > 0 {
-		ids := cfg.RootFS.DiffIDs
-		for i, d := range newDiffs {
-			if i < 0 || i >= len(ids) {
-				return el, fmt.Errorf("%s: layer %d has no diff ID in the config (it lists %d)", f.name, i, len(ids))
-			}
-			ids[i] = d
+	ids := cfg.RootFS.DiffIDs
+	changed := 0
+	for i, d := range newDiffs {
+		if i < 0 || i >= len(ids) {
+			return el, fmt.Errorf("%s: layer %d has no diff ID in the config (it lists %d)", f.name, i, len(ids))
 		}
+		if ids[i] != d {
+			ids[i] = d
+			changed++
+		}
+	}
+	if changed > 0 {
 		text, _ := json.Marshal(ids)
 		splices = append(splices, splice{path: []string{"rootfs", "diff_ids"}, text: text})
-		f.log.Info().Msgf("Updating config diff_ids (%d of %d layers modified)", len(newDiffs), len(ids))
+		f.log.Info().Msgf("Updating config diff_ids (%d of %d layers modified)", changed, len(ids))
 	}
 	for _, s := range f.edit.Config(raw) {
 		splices = append(splices, splice{path: s.Path, text: s.Text})
@@ -162,8 +205,39 @@ func (f *Filter) fixConfig(el elements.Element, raw []byte, newDiffs map[int]dig
 	return el, nil
 }
 
-// layer rewrites one layer. It returns the element to pass on and whether
-// the layer's content changed.
+// rewrite runs the editor over one layer's tar stream, writing the result
+// to w, and then reads the stream to its end so that its old digests are
+// checked. It reports whether the content changed.
+func (f *Filter) rewrite(ctx context.Context, el elements.Element, tarStream io.Reader, w io.Writer) (bool, error) {
+	rw := tarstream.NewRewriter(ctxReader{ctx, tarStream}, w)
+	state := f.edit.Layer()
+	for {
+		e, err := rw.Next()
+		if err == io.EOF {
+			break
+		}
+		if err == nil {
+			if f.edit.Entry(state, e) {
+				err = rw.Keep()
+			} else {
+				err = rw.Drop()
+			}
+		}
+		if err != nil {
+			return false, fmt.Errorf("%s: %s: %w", f.name, el, err)
+		}
+	}
+	if err := rw.Close(); err != nil {
+		return false, fmt.Errorf("%s: %s: %w", f.name, el, err)
+	}
+	if _, err := io.Copy(io.Discard, tarStream); err != nil {
+		return false, fmt.Errorf("%s: %s: %w", f.name, el, err)
+	}
+	return rw.Changed(), nil
+}
+
+// layer rewrites one layer into a temporary file. It returns the element
+// to pass on and whether the layer's content changed.
 func (f *Filter) layer(ctx context.Context, el elements.Element) (elements.Element, bool, error) {
 	compressed := elements.CompressionOf(el.MediaType) != elements.None
 	var orig *tempFile
@@ -188,38 +262,13 @@ func (f *Filter) layer(ctx context.Context, el elements.Element) (elements.Eleme
 		return el, false, err
 	}
 	h := digest.SHA256.Digester()
-	rw := tarstream.NewRewriter(ctxReader{ctx, tarStream}, io.MultiWriter(rewritten, h.Hash()))
-	state := f.edit.Layer()
-	for {
-		e, err := rw.Next()
-		if err == io.EOF {
-			break
-		}
-		if err == nil {
-			if f.edit.Entry(state, e) {
-				err = rw.Keep()
-			} else {
-				err = rw.Drop()
-			}
-		}
-		if err != nil {
-			orig.discard()
-			rewritten.discard()
-			return el, false, fmt.Errorf("%s: %s: %w", f.name, el, err)
-		}
-	}
-	if err := rw.Close(); err != nil {
+	changed, err := f.rewrite(ctx, el, tarStream, io.MultiWriter(rewritten, h.Hash()))
+	if err != nil {
 		orig.discard()
 		rewritten.discard()
-		return el, false, fmt.Errorf("%s: %s: %w", f.name, el, err)
+		return el, false, err
 	}
-	// Read to the end so that the old diff ID (and digest) are checked.
-	if _, err := io.Copy(io.Discard, tarStream); err != nil {
-		orig.discard()
-		rewritten.discard()
-		return el, false, fmt.Errorf("%s: %s: %w", f.name, el, err)
-	}
-	if !rw.Changed() {
+	if !changed {
 		out := el
 		out.Source = nil
 		if compressed {
@@ -241,6 +290,103 @@ func (f *Filter) layer(ctx context.Context, el elements.Element) (elements.Eleme
 	out.Size = rewritten.Size()
 	out.Body, out.Source = rewritten.reader(), rewritten.source()
 	return out, true, nil
+}
+
+// lateLayer returns the late element (see elements.Element.Late) that
+// rewrites el as it is read: the first Read starts the rewrite in a
+// goroutine, writing into a pipe, and the new digest is computed on the
+// reader's side, so that the rewrite (with the check of the old digest)
+// and the new hash run on two cores. Nothing runs before the next stage
+// reads, and it reads layers one at a time, in order. done is called
+// once, when the body is read to its end (with the new digest) or closed
+// before it (with an error).
+func (f *Filter) lateLayer(ctx context.Context, el elements.Element, done func(int, digest.Digest, error)) elements.Element {
+	body := &lateBody{src: el, h: digest.SHA256.Digester()}
+	body.start = func() io.Reader {
+		// A buffered pipe, so that the rewrite and the reader (hashing
+		// and writing) overlap rather than take turns.
+		pr, pw := pipe.New(pipeChunk, pipeDepth)
+		tarStream, err := elements.OpenTar(el) // verifies the old diff ID at the end
+		if err != nil {
+			pw.CloseWithError(err)
+			return pr
+		}
+		go func() {
+			defer tarStream.Close()
+			_, err := f.rewrite(ctx, el, tarStream, pw)
+			pw.CloseWithError(err) // nil: the reader sees io.EOF
+		}()
+		return pr
+	}
+	body.done = func(d digest.Digest, err error) {
+		if err == nil {
+			f.log.Debug().Str("layer", el.Name).Str("new", d.Encoded()).Msg("layer rewritten")
+		}
+		done(el.Index, d, err)
+	}
+	out := el
+	out.Body, out.Source, out.Late = body, nil, body.final
+	out.MediaType = elements.LayerMediaType(elements.None)
+	out.Digest, out.DiffID, out.Size = "", "", -1
+	return out
+}
+
+// The late rewrite's pipe: 1 MiB in flight per layer being read.
+const (
+	pipeChunk = 256 << 10
+	pipeDepth = 4
+)
+
+// lateBody is a late layer's body: the read end of the rewrite's pipe,
+// hashed as it is read.
+type lateBody struct {
+	src   elements.Element // the layer as it came, until the first Read
+	start func() io.Reader // starts the rewrite, returns its pipe
+	pr    io.Reader        // the pipe, once started
+	h     digest.Digester
+	n     int64
+	done  func(digest.Digest, error)
+	end   *elements.Final // set at io.EOF
+}
+
+func (b *lateBody) Read(p []byte) (int, error) {
+	if b.pr == nil {
+		if b.done == nil {
+			return 0, io.ErrClosedPipe
+		}
+		b.pr = b.start()
+		b.src.Body = nil // the rewrite owns it now
+	}
+	n, err := b.pr.Read(p)
+	b.h.Hash().Write(p[:n])
+	b.n += int64(n)
+	if err == io.EOF && b.end == nil {
+		d := b.h.Digest()
+		b.end = &elements.Final{Name: d.Encoded(), Digest: d, Size: b.n}
+		b.done(d, nil)
+		b.done = nil
+	}
+	return n, err
+}
+
+// Close stops the rewrite if it is still running.
+func (b *lateBody) Close() error {
+	if c, ok := b.pr.(io.Closer); ok {
+		c.Close()
+	}
+	b.src.Close()
+	if b.done != nil {
+		b.done("", fmt.Errorf("%s was closed before the end of its rewritten stream", b.src))
+		b.done = nil
+	}
+	return nil
+}
+
+func (b *lateBody) final() (elements.Final, error) {
+	if b.end == nil {
+		return elements.Final{}, fmt.Errorf("%s: its name is not known before its end", b.src)
+	}
+	return *b.end, nil
 }
 
 // teeCloser closes the original body of a tee.

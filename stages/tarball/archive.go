@@ -48,12 +48,11 @@ func (a *archive) add(name string, data []byte) error {
 }
 
 // addStream writes a member from r, whatever its length, and returns the
-// number of bytes written. It checks ctx between reads.
-func (a *archive) addStream(ctx context.Context, name string, r io.Reader) (int64, error) {
+// number of bytes written. The member's name is asked for once r is read
+// to its end (its header is written then, over a blank block). It checks
+// ctx between reads.
+func (a *archive) addStream(ctx context.Context, nameOf func() (string, error), r io.Reader) (int64, error) {
 	start := a.off
-	if _, err := header(name, 0); err != nil {
-		return 0, err
-	}
 	if err := a.write(make([]byte, blockSize)); err != nil {
 		return 0, err
 	}
@@ -62,6 +61,10 @@ func (a *archive) addStream(ctx context.Context, name string, r io.Reader) (int6
 		return n, err
 	}
 	if err := a.pad(n); err != nil {
+		return n, err
+	}
+	name, err := nameOf()
+	if err != nil {
 		return n, err
 	}
 	hdr, err := header(name, n)
@@ -100,6 +103,15 @@ func (a *archive) addRange(ctx context.Context, name string, src elements.FileRa
 		return n, err
 	}
 	return n, a.pad(n)
+}
+
+// truncate drops everything from off on (a member written in vain).
+func (a *archive) truncate(off int64) error {
+	if err := a.f.Truncate(off); err != nil {
+		return fmt.Errorf("write %s: %w", a.f.Name(), err)
+	}
+	a.off = off
+	return nil
 }
 
 // close writes the end-of-archive marker and pads to a whole record.

@@ -237,7 +237,7 @@ func TestArchive(t *testing.T) {
 			a := newArchive(f)
 			for _, m := range tt.members {
 				if m.stream {
-					n, err := a.addStream(context.Background(), m.name, &smallReader{bytes.NewReader(m.data), 100000})
+					n, err := a.addStream(context.Background(), func() (string, error) { return m.name, nil }, &smallReader{bytes.NewReader(m.data), 100000})
 					if err != nil {
 						t.Fatalf("addStream %s: %v", m.name, err)
 					}
@@ -294,11 +294,17 @@ func TestArchiveAddStreamErrors(t *testing.T) {
 		{"read error", context.Background(), "l/layer.tar", io.MultiReader(strings.NewReader("abc"), &failReader{boom}), "boom"},
 		{"cancelled", cancelled, "l/layer.tar", strings.NewReader("abc"), "stopped by the test"},
 		{"name too long", context.Background(), strings.Repeat("x", 101), strings.NewReader("abc"), "too long"},
+		{"name unknown at the end", context.Background(), "", strings.NewReader("abc"), "no name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newArchive(tempFile(t))
-			_, err := a.addStream(tt.ctx, tt.member, tt.r)
+			_, err := a.addStream(tt.ctx, func() (string, error) {
+				if tt.member == "" {
+					return "", errors.New("no name")
+				}
+				return tt.member, nil
+			}, tt.r)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("addStream error = %v, want one containing %q", err, tt.want)
 			}

@@ -82,6 +82,15 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 				el.Close()
 				return fmt.Errorf("%s arrived where layer %d was expected: layers must reach outputs in image order", el, len(layers))
 			}
+			if el.Late != nil {
+				name, n, err := o.writeLate(ctx, a, el, written)
+				if err != nil {
+					return err
+				}
+				layers = append(layers, name)
+				total += n
+				continue
+			}
 			if err := checkName(el.Name); err != nil {
 				el.Close()
 				return err
@@ -160,7 +169,7 @@ func (o *Output) writeLayer(ctx context.Context, a *archive, el elements.Element
 			return err
 		}, tr.Add)
 	default:
-		n, err = a.addStream(ctx, name, stages.TrackReader(r, tr))
+		n, err = a.addStream(ctx, func() (string, error) { return name, nil }, stages.TrackReader(r, tr))
 	}
 	tr.Done(err)
 	if err != nil {
@@ -168,6 +177,42 @@ func (o *Output) writeLayer(ctx context.Context, a *archive, el elements.Element
 	}
 	o.log.Debug().Str("layer", el.Name).Int64("bytes", n).Msg("wrote layer")
 	return n, nil
+}
+
+// writeLate writes a layer whose name is known only at its end (see
+// elements.Element.Late): its member is written under a blank header that
+// is filled in once the bytes are through. A layer whose name turns out to
+// be already written (an image may use one layer twice) is cut off again.
+// It returns the member name and the bytes written.
+func (o *Output) writeLate(ctx context.Context, a *archive, el elements.Element, written map[string]digest.Digest) (string, int64, error) {
+	tr := o.progress.Track(el.Name, -1)
+	defer el.Close()
+	var final elements.Final
+	start := a.off
+	n, err := a.addStream(ctx, func() (string, error) {
+		var err error
+		if final, err = el.Late(); err != nil {
+			return "", err
+		}
+		if err := checkName(final.Name); err != nil {
+			return "", err
+		}
+		return final.Name + "/layer.tar", nil
+	}, stages.TrackReader(el.Body, tr))
+	tr.Done(err)
+	if err != nil {
+		return "", n, fmt.Errorf("write %s: %w", el, err)
+	}
+	name := final.Name + "/layer.tar"
+	if _, dup := written[name]; dup {
+		if err := a.truncate(start); err != nil {
+			return "", 0, err
+		}
+		n = 0
+	}
+	written[name] = final.Digest
+	o.log.Debug().Str("layer", final.Name).Int64("bytes", n).Msg("wrote layer")
+	return name, n, nil
 }
 
 // RawRange returns the file range holding a layer's uncompressed tar, when
