@@ -157,3 +157,64 @@ func TestSendSlotCancelled(t *testing.T) {
 		t.Error("a cancelled upload was completed")
 	}
 }
+
+// failingWriter fails its second write.
+type failingWriter struct{ writes int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.writes++; f.writes == 2 {
+		return 0, errors.New("socket closed")
+	}
+	return len(p), nil
+}
+
+// TestEndNotifierWriteTo: the large-write path net/http takes for chunked
+// bodies carries every byte, signals the end, and reports write and read
+// errors.
+func TestEndNotifierWriteTo(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 200000) // 3.2 MB: several writes
+	readErr := errors.New("source broken")
+	tests := []struct {
+		name    string
+		src     io.Reader
+		dst     io.Writer
+		wantN   int64
+		wantErr string
+		ended   bool
+	}{
+		{"all of it", bytes.NewReader(data), &bytes.Buffer{}, int64(len(data)), "", true},
+		{"empty", bytes.NewReader(nil), &bytes.Buffer{}, 0, "", true},
+		{"write fails", bytes.NewReader(data), &failingWriter{}, sendBuf, "socket closed", false},
+		{"read fails", io.MultiReader(bytes.NewReader(data[:1000]), &errReader{readErr}), &bytes.Buffer{}, 1000, "source broken", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			end := make(chan struct{})
+			e := &endNotifier{r: tt.src, size: -1, end: end}
+			n, err := e.WriteTo(tt.dst)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("WriteTo error %v, want %q", err, tt.wantErr)
+			}
+			if n != tt.wantN {
+				t.Errorf("WriteTo wrote %d bytes, want %d", n, tt.wantN)
+			}
+			if b, ok := tt.dst.(*bytes.Buffer); ok && tt.wantErr == "" && !bytes.Equal(b.Bytes(), data[:n]) {
+				t.Error("the bytes written are not the source's")
+			}
+			select {
+			case <-end:
+				if !tt.ended {
+					t.Error("end signalled though the body was not read to its end")
+				}
+			default:
+				if tt.ended {
+					t.Error("end not signalled")
+				}
+			}
+		})
+	}
+}
+
+type errReader struct{ err error }
+
+func (e *errReader) Read([]byte) (int, error) { return 0, e.err }
