@@ -4,9 +4,10 @@
 // io.Pipe (whose every Write waits for a Read). Memory is bounded: at most
 // depth+1 chunks exist at once, recycled.
 //
-// No library was used: the well-known buffered pipes (djherbis/nio with a
-// buffer, acomagu/bufpipe) either grow without bound or lock per byte
-// range; this is the channel-of-chunks shape the pipeline uses elsewhere.
+// It is written here rather than taken from a library because it is a few
+// lines of channels, and what matters (a fixed memory bound, chunks
+// recycled, the reader's Close stopping a blocked writer) is easy to see
+// and test in them.
 package pipe
 
 import (
