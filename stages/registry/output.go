@@ -50,6 +50,8 @@ type Output struct {
 
 	cache *LayerCache // nil without --layer-cache
 
+	pushedManifest ocispec.Descriptor // what the last successful Run pushed
+
 	// finishing completes uploads whose bytes are all sent: the
 	// registry verifies a blob when its upload is completed, which can
 	// take a while, and an upload slot need not wait for it.
@@ -64,6 +66,9 @@ type OutputOptions struct {
 	Compression string // "gzip", "zstd", or "" (keep compressed layers; gzip the rest)
 	Parallel    int
 	LayerCache  string // --layer-cache file, or ""
+	// Cache, when set, is used instead of opening LayerCache: outputs
+	// that run at the same time (the proxy's) share one.
+	Cache *LayerCache
 }
 
 // NewOutput returns an Output pushing to ref. It does no I/O.
@@ -71,7 +76,9 @@ func NewOutput(ref uri.Reference, opts OutputOptions, copts Options, env stages.
 	c, n := NewFromReference(ref, []string{"pull", "push"}, copts)
 	o := &Output{client: c, ref: n, compression: elements.Gzip, parallel: max(opts.Parallel, 1),
 		log: env.Log, progress: env.ProgressOrNone()}
-	if opts.LayerCache != "" {
+	if opts.Cache != nil {
+		o.cache = opts.Cache
+	} else if opts.LayerCache != "" {
 		o.cache = OpenLayerCache(opts.LayerCache, env.Log)
 	}
 	switch opts.Compression {
@@ -88,6 +95,10 @@ func NewOutput(ref uri.Reference, opts OutputOptions, copts Options, env stages.
 
 // Result reports what the last successful Run pushed.
 func (o *Output) Result() stages.Result { return o.result }
+
+// Manifest describes the manifest the last successful Run pushed: its
+// media type, digest and size.
+func (o *Output) Manifest() ocispec.Descriptor { return o.pushedManifest }
 
 // pushed is what the manifest needs to know of one blob.
 type pushed struct {
@@ -191,6 +202,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 	if err := o.client.PutManifest(ctx, tag, mediaType, raw); err != nil {
 		return err
 	}
+	o.pushedManifest = ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 	if o.cache != nil {
 		if err := o.cache.Save(); err != nil {
 			o.log.Warn().Err(err).Msg("the image was pushed but the layer cache could not be saved")

@@ -24,6 +24,20 @@ func (c *Client) HasBlob(ctx context.Context, d digest.Digest) (bool, error) {
 	return resp.StatusCode == http.StatusOK, nil
 }
 
+// StatBlob returns the size of a blob the repository has (HEAD). A blob
+// it does not have is an *HTTPError with status 404.
+func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	resp, err := c.do(ctx, http.MethodHead, c.repoPath("blobs/"+d.String()), nil, nil, 0, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.ContentLength < 0 {
+		return 0, fmt.Errorf("HEAD %s: the registry gave no size", d)
+	}
+	return resp.ContentLength, nil
+}
+
 // upload is a blob upload session.
 type upload struct {
 	c        *Client

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Error is an answer in the distribution API's error format: an HTTP
@@ -82,4 +84,22 @@ func safe(v string) string {
 // setHeader sets a response header whose value may hold request data.
 func setHeader(w http.ResponseWriter, key, value string) {
 	w.Header().Set(key, safe(value))
+}
+
+// WriteError sends err as a distribution API error body: a *Error keeps
+// its status and code, anything else is a 500. Programs that answer some
+// requests themselves (Options.Middleware) use it to answer alike.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
+
+// ValidName reports whether name is a repository name in the
+// distribution spec's grammar.
+func ValidName(name string) bool { return checkName(name) == nil }
+
+// ValidReference reports whether ref is a tag or a digest.
+func ValidReference(ref string) bool {
+	if tagRE.MatchString(ref) {
+		return true
+	}
+	_, err := digest.Parse(ref)
+	return err == nil
 }

@@ -66,6 +66,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Hooks let the program that runs the server take part.
 	Hooks Hooks
+	// Middleware, when set, wraps the server's handler, so that a
+	// program can answer some requests itself (the proxy's pull-through
+	// reads) and pass the rest on. The handler it wraps counts the
+	// request as running (see Shutdown) only while it runs itself.
+	Middleware func(next http.Handler) http.Handler
 }
 
 // Hooks are called from request handlers, concurrently; each must be safe
@@ -121,8 +126,12 @@ func Start(opts Options) (*Server, error) {
 		blobs: map[digest.Digest]*Blob{}, uploads: map[string]*upload{}, manifests: map[string]map[string]*Manifest{},
 		served: make(chan error, 1),
 	}
+	var h http.Handler = http.HandlerFunc(s.serveHTTP)
+	if opts.Middleware != nil {
+		h = opts.Middleware(h)
+	}
 	s.srv = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
+		Handler:           h,
 		ReadHeaderTimeout: opts.IdleTimeout,
 		IdleTimeout:       opts.IdleTimeout,
 		ErrorLog:          nil,
@@ -183,9 +192,21 @@ func (s *Server) Manifest(repo, ref string) (*Manifest, bool) {
 
 // Close stops listening, closes every connection, waits for running
 // handlers and lets go of every blob and upload (readers still open from
-// Blob.Open keep theirs until they close). It is safe to call more than
+// Blob.Open keep theirs until they close). Requests still running after
+// two seconds have their connections cut. It is safe to call more than
 // once.
 func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown is Close with a caller's deadline: it stops listening at once
+// and lets requests already running finish until ctx is done (a proxy
+// waits for the images it is processing), then cuts what is left and
+// lets go of everything the server holds. New requests on connections
+// still open are refused with 503.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -193,9 +214,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := s.srv.Shutdown(ctx)
-	cancel()
 	if err != nil {
 		s.srv.Close() // cut connections still busy
 	}

@@ -1,0 +1,662 @@
+// Package proxy is `occystrap proxy`: a registry that clients push to (and,
+// with an upstream, pull from), which sends every image through the
+// configured filters to a downstream registry.
+//
+// Pushes: the proxy is a stages/regserver registry on the listen address,
+// over plain HTTP. When a client puts an image manifest, the proxy runs a
+// pipeline (the blobs the client uploaded, then the filters, then a
+// registry output to DOWNSTREAM/NAME:REF) and answers only when it is done:
+// 201 once the image is in the downstream registry, 500 if the pipeline
+// failed. The answer carries the digest of the manifest the client sent,
+// which is what the client checks; the downstream one differs when a filter
+// changed something, and is logged. Index pushes (multi-platform images,
+// whose per-platform manifests come first, by digest) are supported,
+// unlike in the original tool: each entry is rewritten to the manifest the
+// proxy pushed downstream for it.
+//
+// Pulls, with an upstream: a manifest the downstream registry has is served
+// from it; one it lacks is first copied from UPSTREAM/NAME:REF through the
+// filters to the downstream (once, however many clients ask at once), then
+// served. Blobs are streamed from the downstream, verified on the way.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/occystrap/occystrap/elements"
+	"github.com/occystrap/occystrap/engine"
+	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/registry"
+	"github.com/occystrap/occystrap/stages/regserver"
+	"github.com/occystrap/occystrap/uri"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// Listen is the HOST:PORT to serve on (plain HTTP).
+	Listen string
+	// Downstream is the registry images go to: HOST[:PORT], optionally
+	// followed by a path prefix (ghcr.io/myorg) put before every
+	// repository name.
+	Downstream string
+	// Upstream, when set, turns on pull-through: HOST[:PORT] of the
+	// registry images missing downstream are copied from.
+	Upstream string
+	// UpstreamUsername and UpstreamPassword are the upstream's
+	// credentials (else ~/.docker/config.json, else anonymous).
+	UpstreamUsername, UpstreamPassword string
+	// Concurrency is how many images are processed at once (default 4).
+	Concurrency int
+	// NewFilters builds the filter chain for one image; it is called
+	// afresh for each. Nil means no filters.
+	NewFilters func() ([]stages.Filter, []string, error)
+	// Env holds the settings shared with process: log, temp dir, layer
+	// parallelism, compression, retries, --insecure, the downstream's
+	// credentials (Username, Password) and the platform pull-through
+	// picks from a multi-platform upstream image.
+	Env stages.Env
+	// Cache, when set, is the layer cache every push shares.
+	Cache *registry.LayerCache
+}
+
+// Stats counts what a proxy did.
+type Stats struct {
+	Pushed, Failed          int64 // images pushed through, and pushes that failed
+	Pulled, Hits, Misses    int64 // pull-through: images copied, manifests found downstream, and not
+	PullFailed, IndexPushed int64 // pull-through copies that failed; indexes pushed
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	opts     Options
+	log      zerolog.Logger
+	srv      *regserver.Server
+	downHost string // host[:port]
+	prefix   string // path prefix, "" or "org/team"
+	sem      chan struct{}
+
+	mu    sync.Mutex
+	sent  map[digest.Digest]ocispec.Descriptor // manifest received -> manifest pushed downstream
+	pulls map[string]*sync.Mutex               // name:ref -> the lock of its pull-through copy
+
+	pushed, failed, pulled, hits, misses, pullFailed, indexes atomic.Int64
+}
+
+// Start checks the options, listens and serves in the background until
+// Shutdown.
+func Start(opts Options) (*Proxy, error) {
+	host, prefix, err := SplitRegistry(opts.Downstream)
+	if err != nil {
+		return nil, fmt.Errorf("--downstream: %w", err)
+	}
+	if opts.Upstream != "" {
+		up, path, err := SplitRegistry(opts.Upstream)
+		if err == nil && path != "" {
+			err = fmt.Errorf("%q has a path; give the registry's HOST[:PORT] only", opts.Upstream)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--upstream: %w", err)
+		}
+		opts.Upstream = up
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 4
+	}
+	if opts.NewFilters == nil {
+		opts.NewFilters = func() ([]stages.Filter, []string, error) { return nil, nil, nil }
+	}
+	p := &Proxy{
+		opts: opts, log: opts.Env.Log, downHost: host, prefix: prefix,
+		sem:  make(chan struct{}, opts.Concurrency),
+		sent: map[digest.Digest]ocispec.Descriptor{}, pulls: map[string]*sync.Mutex{},
+	}
+	srvOpts := regserver.Options{
+		Addr: opts.Listen, TempDir: opts.Env.TempDir, Log: opts.Env.Log,
+		// Pushes wait for their images; clients keep connections open
+		// between requests for a few minutes, as the original allowed.
+		IdleTimeout: 300 * time.Second,
+		Hooks:       regserver.Hooks{ManifestReceived: p.manifestReceived},
+	}
+	if opts.Upstream != "" {
+		srvOpts.Middleware = p.pullThrough
+	}
+	if p.srv, err = regserver.Start(srvOpts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SplitRegistry splits HOST[:PORT][/PREFIX] into the host and the path
+// prefix, refusing a URL scheme, user info or an empty host.
+func SplitRegistry(s string) (host, prefix string, err error) {
+	if strings.Contains(s, "://") {
+		return "", "", fmt.Errorf("%q: give HOST[:PORT][/PREFIX] without a scheme (use --insecure for plain HTTP)", s)
+	}
+	host, prefix, _ = strings.Cut(strings.Trim(s, "/"), "/")
+	if host == "" || strings.ContainsAny(host, "@ ") {
+		return "", "", fmt.Errorf("%q is not a registry HOST[:PORT]", s)
+	}
+	return host, prefix, nil
+}
+
+// Addr returns the HOST:PORT the proxy listens on.
+func (p *Proxy) Addr() string { return p.srv.Addr() }
+
+// Stats returns what the proxy did so far.
+func (p *Proxy) Stats() Stats {
+	return Stats{Pushed: p.pushed.Load(), Failed: p.failed.Load(), Pulled: p.pulled.Load(),
+		Hits: p.hits.Load(), Misses: p.misses.Load(), PullFailed: p.pullFailed.Load(), IndexPushed: p.indexes.Load()}
+}
+
+// Shutdown stops accepting connections, lets images being processed
+// finish until ctx is done, then cuts what is left and deletes every blob
+// and unfinished upload.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	err := p.srv.Shutdown(ctx)
+	if p.opts.Cache != nil {
+		if serr := p.opts.Cache.Save(); serr != nil {
+			p.log.Warn().Err(serr).Msg("the layer cache could not be saved")
+		}
+	}
+	return err
+}
+
+// repo is the downstream repository for a name pushed or pulled.
+func (p *Proxy) repo(name string) string {
+	if p.prefix == "" {
+		return name
+	}
+	return p.prefix + "/" + name
+}
+
+// clientOptions are the downstream's connection settings.
+func (p *Proxy) clientOptions() registry.Options {
+	env := p.opts.Env
+	return registry.Options{Log: env.Log, Username: env.Username, Password: env.Password,
+		Insecure: env.Insecure, Retries: env.Retries, Conns: max(env.Parallel, 1)}
+}
+
+// downstream returns a client for the downstream repository of name.
+func (p *Proxy) downstream(name string) *registry.Client {
+	c, _ := registry.NewFromReference(uri.Reference{Registry: p.downHost, Repository: p.repo(name)}, []string{"pull"}, p.clientOptions())
+	return c
+}
+
+// acquire waits for one of the --concurrency processing slots.
+func (p *Proxy) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case p.sem <- struct{}{}:
+		return func() { <-p.sem }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// manifestReceived is the push path: it runs when a client puts a
+// manifest, and the client's request waits for it.
+func (p *Proxy) manifestReceived(ctx context.Context, m *regserver.Manifest) error {
+	log := p.log.With().Str("image", m.Repo+":"+m.Reference).Logger()
+	var err error
+	if m.IsIndex() {
+		err = p.pushIndex(ctx, m)
+	} else {
+		err = p.pushImage(ctx, m)
+	}
+	if err != nil {
+		p.failed.Add(1)
+		log.Error().Err(err).Msg("push through the proxy failed")
+		var re *regserver.Error
+		if errors.As(err, &re) {
+			return err
+		}
+		return &regserver.Error{Status: http.StatusInternalServerError, Code: "UNKNOWN",
+			Message: fmt.Sprintf("occystrap proxy: sending %s:%s to %s failed: %v", m.Repo, m.Reference, p.opts.Downstream, err)}
+	}
+	p.pushed.Add(1)
+	return nil
+}
+
+// pushImage sends one image through the filters to the downstream.
+func (p *Proxy) pushImage(ctx context.Context, m *regserver.Manifest) error {
+	var man ocispec.Manifest
+	if err := json.Unmarshal(m.Raw, &man); err != nil || man.Config.Digest == "" {
+		return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_INVALID", Message: "the manifest names no config"}
+	}
+	blobs := make([]blobSource, 0, 1+len(man.Layers))
+	for _, d := range append([]ocispec.Descriptor{man.Config}, man.Layers...) {
+		src, err := p.blobSource(ctx, m.Repo, d)
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, src)
+	}
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	in := &pushedImage{name: p.Addr() + "/" + m.Repo + ":" + m.Reference, manifest: m, image: man, blobs: blobs}
+	out, err := p.run(ctx, in, m.Repo, m.Reference)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.sent[m.Digest] = out
+	p.mu.Unlock()
+	return nil
+}
+
+// blobSource opens a blob a pushed manifest names.
+type blobSource func(ctx context.Context) (io.ReadCloser, error)
+
+// blobSource finds a blob a pushed manifest names: one the client
+// uploaded, or, in pull-through mode (where a HEAD asks the downstream,
+// so a client skips the blobs the downstream has), one the downstream
+// repository has, read from it when needed.
+func (p *Proxy) blobSource(ctx context.Context, name string, d ocispec.Descriptor) (blobSource, error) {
+	if b, ok := p.srv.Blob(d.Digest); ok {
+		if b.Size != d.Size {
+			return nil, &regserver.Error{Status: http.StatusBadRequest, Code: "SIZE_INVALID",
+				Message: fmt.Sprintf("the manifest gives blob %s %d bytes; %d were pushed", d.Digest, d.Size, b.Size)}
+		}
+		return func(context.Context) (io.ReadCloser, error) { return b.Open(), nil }, nil
+	}
+	if p.opts.Upstream != "" {
+		down := p.downstream(name)
+		if size, err := down.StatBlob(ctx, d.Digest); err == nil && size == d.Size {
+			return func(ctx context.Context) (io.ReadCloser, error) { return down.OpenBlob(ctx, d) }, nil
+		}
+	}
+	return nil, &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_BLOB_UNKNOWN",
+		Message: fmt.Sprintf("blob %s was not pushed to this proxy", d.Digest)}
+}
+
+// run sends an image from in through a fresh filter chain to the
+// downstream repository of name, under ref (a tag; a digest reference is
+// pushed by the digest of what reaches the downstream), and returns the
+// manifest pushed.
+func (p *Proxy) run(ctx context.Context, in stages.Input, name, ref string) (ocispec.Descriptor, error) {
+	dst := uri.Reference{Registry: p.downHost, Repository: p.repo(name), Tag: ref}
+	if _, err := digest.Parse(ref); err == nil {
+		dst.Tag = ""
+	}
+	env := p.opts.Env
+	out, err := registry.NewOutput(dst, registry.OutputOptions{Compression: env.Compression, Parallel: env.Parallel, Cache: p.opts.Cache},
+		p.clientOptions(), env)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	filters, names, err := p.opts.NewFilters()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	pl := &engine.Pipeline{Input: in, Filters: filters, FilterNames: names, Output: out,
+		InputName: "input proxy", OutputName: "output registry"}
+	start := time.Now()
+	if err := pl.Run(ctx); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	d := out.Manifest()
+	p.log.Info().Str("destination", dst.String()).Str("digest", d.Digest.String()).
+		Dur("took", time.Since(start).Round(time.Millisecond)).Msg("image sent downstream")
+	return d, nil
+}
+
+// pushIndex pushes a multi-platform index whose images were pushed
+// through the proxy just before, each entry rewritten to what the proxy
+// pushed downstream for it.
+func (p *Proxy) pushIndex(ctx context.Context, m *regserver.Manifest) error {
+	var ix ocispec.Index
+	if err := json.Unmarshal(m.Raw, &ix); err != nil {
+		return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_INVALID", Message: fmt.Sprintf("the index is not valid: %v", err)}
+	}
+	changed := false
+	p.mu.Lock()
+	for i, d := range ix.Manifests {
+		sent, ok := p.sent[d.Digest]
+		if !ok {
+			p.mu.Unlock()
+			return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_BLOB_UNKNOWN",
+				Message: fmt.Sprintf("the index lists manifest %s, which was not pushed through this proxy", d.Digest)}
+		}
+		if sent.Digest != d.Digest || sent.MediaType != d.MediaType {
+			changed = true
+			ix.Manifests[i].Digest, ix.Manifests[i].Size, ix.Manifests[i].MediaType = sent.Digest, sent.Size, sent.MediaType
+		}
+	}
+	p.mu.Unlock()
+	raw := m.Raw
+	if changed {
+		var err error
+		if raw, err = json.Marshal(ix); err != nil {
+			return err
+		}
+	}
+	ref := m.Reference
+	if _, err := digest.Parse(ref); err == nil {
+		ref = digest.FromBytes(raw).String()
+	}
+	c, _ := registry.NewFromReference(uri.Reference{Registry: p.downHost, Repository: p.repo(m.Repo)}, []string{"pull", "push"}, p.clientOptions())
+	if err := c.PutManifest(ctx, ref, m.MediaType, raw); err != nil {
+		return err
+	}
+	d := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	p.mu.Lock()
+	p.sent[m.Digest] = d
+	p.mu.Unlock()
+	p.indexes.Add(1)
+	p.log.Info().Str("destination", p.downHost+"/"+p.repo(m.Repo)+":"+ref).Str("digest", d.Digest.String()).
+		Int("images", len(ix.Manifests)).Msg("index sent downstream")
+	return nil
+}
+
+// pushedImage is the input of the push path: the manifest, config and
+// layers a client uploaded, as the registry input would send them.
+type pushedImage struct {
+	name     string
+	manifest *regserver.Manifest
+	image    ocispec.Manifest
+	blobs    []blobSource // config, then the layers in order
+}
+
+// Run sends the image element (carrying the client's manifest, so that
+// an image no filter changed keeps its digest downstream), the config and
+// the layers, each layer's body read from the blob the client uploaded.
+func (in *pushedImage) Run(ctx context.Context, out chan<- elements.Element) error {
+	r, err := in.blobs[0](ctx)
+	if err != nil {
+		return fmt.Errorf("read the config: %w", err)
+	}
+	config, err := io.ReadAll(io.LimitReader(r, in.image.Config.Size+1))
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("read the config: %w", err)
+	}
+	if got := digest.FromBytes(config); got != in.image.Config.Digest {
+		return &elements.DigestError{What: "config", Want: in.image.Config.Digest, Got: got}
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return fmt.Errorf("image %s: the config is not valid: %w", in.name, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(in.image.Layers) {
+		return fmt.Errorf("image %s is inconsistent: its manifest lists %d layers but its config %d diff IDs", in.name, len(in.image.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	els := []elements.Element{
+		{Kind: elements.KindImage, Name: in.name, Index: -1, MediaType: in.manifest.MediaType, Digest: in.manifest.Digest,
+			Size: int64(len(in.manifest.Raw)), Body: io.NopCloser(strings.NewReader(string(in.manifest.Raw)))},
+		{Kind: elements.KindConfig, Name: in.image.Config.Digest.Encoded() + ".json", Index: -1, MediaType: in.image.Config.MediaType,
+			Digest: in.image.Config.Digest, Size: int64(len(config)), Body: io.NopCloser(strings.NewReader(string(config)))},
+	}
+	for i, l := range in.image.Layers {
+		if err := cfg.RootFS.DiffIDs[i].Validate(); err != nil {
+			return fmt.Errorf("image %s: config diff ID %d is invalid: %w", in.name, i, err)
+		}
+		els = append(els, elements.Element{Kind: elements.KindLayer, Name: l.Digest.Encoded(), Index: i,
+			MediaType: l.MediaType, Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], Size: l.Size})
+	}
+	for i, el := range els {
+		if el.Kind == elements.KindLayer {
+			el.Body = &lazyBody{ctx: ctx, open: in.blobs[i-1]}
+		}
+		if err := sendElement(ctx, out, el); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lazyBody opens its blob at the first Read, so that a layer the output
+// never reads (the downstream has it) is never fetched.
+type lazyBody struct {
+	ctx  context.Context
+	open blobSource
+	rc   io.ReadCloser
+	err  error
+}
+
+func (l *lazyBody) Read(b []byte) (int, error) {
+	if l.rc == nil && l.err == nil {
+		l.rc, l.err = l.open(l.ctx)
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.rc.Read(b)
+}
+
+func (l *lazyBody) Close() error {
+	if l.rc == nil {
+		l.err = errors.New("layer body closed")
+		return nil
+	}
+	return l.rc.Close()
+}
+
+// sendElement sends el, closing its body if ctx ends first.
+func sendElement(ctx context.Context, out chan<- elements.Element, el elements.Element) error {
+	select {
+	case out <- el:
+		return nil
+	case <-ctx.Done():
+		el.Close()
+		return context.Cause(ctx)
+	}
+}
+
+// pullThrough answers manifest and blob reads the local registry cannot
+// (pull-through mode), and passes everything else on.
+func (p *Proxy) pullThrough(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		name, kind, ref, ok := splitPath(r.URL.Path)
+		if !ok || !regserver.ValidName(name) || !regserver.ValidReference(ref) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		switch kind {
+		case "manifests":
+			if _, held := p.srv.Manifest(name, ref); held {
+				next.ServeHTTP(w, r)
+				return
+			}
+			p.serveManifest(w, r, name, ref)
+		case "blobs":
+			d, err := digest.Parse(ref)
+			if _, held := p.srv.Blob(d); err != nil || held {
+				next.ServeHTTP(w, r)
+				return
+			}
+			p.serveBlob(w, r, name, d)
+		}
+	})
+}
+
+// splitPath splits /v2/NAME/manifests/REF and /v2/NAME/blobs/DIGEST.
+func splitPath(path string) (name, kind, ref string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return "", "", "", false
+	}
+	i := strings.LastIndex(rest, "/")
+	if i < 0 {
+		return "", "", "", false
+	}
+	head, ref := rest[:i], rest[i+1:]
+	j := strings.LastIndex(head, "/")
+	if j <= 0 || ref == "" {
+		return "", "", "", false
+	}
+	name, kind = head[:j], head[j+1:]
+	if kind != "manifests" && kind != "blobs" {
+		return "", "", "", false
+	}
+	return name, kind, ref, true
+}
+
+// serveManifest serves a manifest from the downstream registry, first
+// copying the image from the upstream if the downstream lacks it (GET
+// only: a HEAD never starts a copy).
+func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, name, ref string) {
+	ctx := r.Context()
+	down := p.downstream(name)
+	m, err := down.GetManifest(ctx, ref)
+	if err == nil {
+		p.hits.Add(1)
+		writeManifest(w, r, m)
+		return
+	}
+	if !isNotFound(err) || r.Method == http.MethodHead {
+		p.fail(w, r, err)
+		return
+	}
+	lock := p.pullLock(name + ":" + ref)
+	lock.Lock()
+	defer lock.Unlock()
+	if m, err := down.GetManifest(ctx, ref); err == nil { // another client's copy just finished
+		p.hits.Add(1)
+		writeManifest(w, r, m)
+		return
+	}
+	p.misses.Add(1)
+	d, err := p.copyFromUpstream(ctx, name, ref)
+	if err != nil {
+		p.pullFailed.Add(1)
+		p.log.Error().Err(err).Str("image", name+":"+ref).Msg("pull-through copy failed")
+		p.fail(w, r, &upstreamError{err})
+		return
+	}
+	p.pulled.Add(1)
+	if m, err = down.GetManifest(ctx, d.Digest.String()); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	writeManifest(w, r, m)
+}
+
+// copyFromUpstream copies UPSTREAM/name:ref through the filters to the
+// downstream.
+func (p *Proxy) copyFromUpstream(ctx context.Context, name, ref string) (ocispec.Descriptor, error) {
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer release()
+	src := uri.Reference{Registry: p.opts.Upstream, Repository: name, Tag: ref}
+	if _, err := digest.Parse(ref); err == nil {
+		src.Tag, src.Digest = "", ref
+	}
+	env := p.opts.Env
+	copts := p.clientOptions()
+	copts.Username, copts.Password = p.opts.UpstreamUsername, p.opts.UpstreamPassword
+	in := registry.NewInput(src, registry.InputOptions{Platform: env.Platform, Parallel: env.Parallel}, copts, env)
+	p.log.Info().Str("source", src.String()).Msg("pulling through from upstream")
+	return p.run(ctx, in, name, ref)
+}
+
+// pullLock returns the lock that makes one copy per name:ref at a time.
+func (p *Proxy) pullLock(key string) *sync.Mutex {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.pulls[key]
+	if !ok {
+		l = &sync.Mutex{}
+		p.pulls[key] = l
+	}
+	return l
+}
+
+// serveBlob streams a blob from the downstream registry, verified against
+// its digest on the way (a mismatch cuts the response short).
+func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, name string, d digest.Digest) {
+	ctx := r.Context()
+	down := p.downstream(name)
+	size, err := down.StatBlob(ctx, d)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	body, err := down.OpenBlob(ctx, ocispec.Descriptor{Digest: d, Size: size})
+	if err != nil {
+		h.Del("Content-Length")
+		p.fail(w, r, err)
+		return
+	}
+	defer body.Close()
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, body); err != nil {
+		p.log.Warn().Err(err).Str("blob", d.String()).Msg("serving a blob from the downstream registry failed")
+		panic(http.ErrAbortHandler) // cut the connection: the client must not take a short body
+	}
+}
+
+// writeManifest sends a manifest with its type and digest.
+func writeManifest(w http.ResponseWriter, r *http.Request, m registry.Manifest) {
+	h := w.Header()
+	h.Set("Content-Type", strings.Map(func(r rune) rune { // the downstream's data
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, m.MediaType))
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("Content-Length", strconv.Itoa(len(m.Raw)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(m.Raw)
+	}
+}
+
+// upstreamError marks a failed pull-through copy, answered 502.
+type upstreamError struct{ err error }
+
+func (e *upstreamError) Error() string { return e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// fail answers a pull-through read that failed: 404 for what the
+// downstream does not have, 502 for a failed copy or any other error, with
+// the registry's JSON error document.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusBadGateway, "UNKNOWN"
+	var ue *upstreamError
+	if !errors.As(err, &ue) && isNotFound(err) {
+		status, code = http.StatusNotFound, "MANIFEST_UNKNOWN"
+		if _, kind, _, _ := splitPath(r.URL.Path); kind == "blobs" {
+			code = "BLOB_UNKNOWN"
+		}
+	}
+	if status >= 500 {
+		p.log.Warn().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Msg("pull-through request failed")
+	}
+	regserver.WriteError(w, &regserver.Error{Status: status, Code: code, Message: err.Error()})
+}
+
+// isNotFound reports whether err is a registry's 404.
+func isNotFound(err error) bool {
+	var he *registry.HTTPError
+	return errors.As(err, &he) && he.Status == http.StatusNotFound
+}
