@@ -194,6 +194,26 @@ func TestProxyDockerPush(t *testing.T) {
 	if _, diffIDs := tarImage(t, out); len(diffIDs) != len(res.DiffIDs) {
 		t.Errorf("%d layers, want %d", len(diffIDs), len(res.DiffIDs))
 	}
+
+	// The engine pulls through a second proxy, whose upstream is the
+	// first one's downstream: the image is copied into another registry
+	// and served from it.
+	cache := peers.StartTestRegistry(t, peers.RegistryOptions{})
+	px2 := startProxy(t, nil, "--downstream", cache.Host, "--upstream", down.Host)
+	viaProxy := px2.Addr + "/team/proxied:v1"
+	if outb, err := d.Docker(ctx, "pull", viaProxy); err != nil {
+		t.Fatalf("docker pull through the proxy: %v\n%s", err, outb)
+	}
+	out2 := filepath.Join(t.TempDir(), "out2.tar")
+	mustRun(t, "process", dockerURI(d, viaProxy), "tar://"+out2)
+	cd1, ids1 := tarImage(t, out)
+	cd2, ids2 := tarImage(t, out2)
+	if cd1 != cd2 || !slices.Equal(ids1, ids2) {
+		t.Errorf("pulled through the proxy: config %s, want %s", cd2, cd1)
+	}
+	if _, err := cache.SkopeoInspect(ctx, "team/proxied:v1", peers.SkopeoOptions{}, "--raw"); err != nil {
+		t.Errorf("the pull-through cache lacks the image: %v", err)
+	}
 }
 
 // TestProxyMultiPlatform: skopeo pushes a three-platform index through
