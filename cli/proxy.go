@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -26,7 +25,7 @@ type ProxyCmd struct {
 	Downstream       string   `short:"d" required:"" help:"Registry to push filtered images to, as HOST[:PORT][/PREFIX]; a prefix goes before every repository name."`
 	Filter           []string `short:"f" sep:"none" help:"Filter to apply to every image, as in process; repeat for a chain."`
 	Concurrency      int      `short:"c" default:"4" help:"Images processed at once."`
-	Upstream         string   `short:"u" help:"Turn on pull-through: images the downstream lacks are copied from this registry, [USER:PASS@]HOST[:PORT], through the filters."`
+	Upstream         string   `short:"u" help:"Turn on pull-through: images the downstream lacks are copied from this registry, [USER:PASS@]HOST[:PORT][/PREFIX], through the filters."`
 	UpstreamUsername string   `env:"OCCYSTRAP_UPSTREAM_USERNAME" help:"User name for the upstream registry (overrides one in --upstream)."`
 	UpstreamPassword string   `env:"OCCYSTRAP_UPSTREAM_PASSWORD" help:"Password for the upstream registry (overrides one in --upstream)."`
 }
@@ -62,7 +61,7 @@ func (p *ProxyCmd) Run(a *app) error {
 	for _, s := range p.Filter {
 		spec, err := uri.ParseFilter(s)
 		if err != nil {
-			return usageError{err}
+			return err
 		}
 		specs = append(specs, spec)
 	}
@@ -84,10 +83,7 @@ func (p *ProxyCmd) Run(a *app) error {
 		return fs, names, nil
 	}
 	if _, _, err := newFilters(); err != nil {
-		if errors.Is(err, uri.ErrInvalidValue) {
-			return usageError{err}
-		}
-		return err
+		return err // exit 1, as any start-up error of the original's proxy
 	}
 	upstream, user, pass := splitUpstream(p.Upstream)
 	if p.UpstreamUsername != "" {
@@ -108,7 +104,11 @@ func (p *ProxyCmd) Run(a *app) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info().Msgf("Proxy registry listening on %s", px.Addr())
+	shown := listen
+	if strings.HasSuffix(listen, ":0") {
+		shown = px.Addr() // the port the system chose
+	}
+	a.log.Info().Msgf("Proxy registry listening on %s", shown)
 	if upstream == "" {
 		a.log.Info().Msg("Ready to receive pushes. Press Ctrl+C to stop.")
 	} else {

@@ -279,8 +279,32 @@ func TestProxyPullThrough(t *testing.T) {
 	if _, err := down.SkopeoInspect(ctx, "cache/lib/app:v3", peers.SkopeoOptions{}, "--raw"); err != nil {
 		t.Errorf("downstream: %v", err)
 	}
+	// containerd-based clients look a tag up with HEAD first: that
+	// starts the copy too.
+	mustRun(t, append(creds(up), "process", "tar://"+in, "registry://"+up.Host+"/lib/other:v1")...)
+	head, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+px.Addr+"/v2/lib/other/manifests/v1", nil)
+	resp, err := http.DefaultClient.Do(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") == "" {
+		t.Errorf("HEAD of an image only the upstream has: %s", resp.Status)
+	}
+	// A tag that moves upstream is copied again.
+	img2 := imagegen.Sample()
+	img2.Layers = img2.Layers[:1]
+	in2, res2 := writeImage(t, img2, imagegen.Legacy)
+	mustRun(t, append(creds(up), "process", "tar://"+in2, "registry://"+up.Host+"/lib/app:v3")...)
+	moved := filepath.Join(t.TempDir(), "moved.tar")
+	if _, err := peers.SkopeoCopy(ctx, "--src-tls-verify=false", "docker://"+px.Addr+"/lib/app:v3", "docker-archive:"+moved+":lib/app:v3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, diffIDs := tarImage(t, moved); len(diffIDs) != len(res2.DiffIDs) {
+		t.Errorf("after the upstream tag moved: %d layers, want %d", len(diffIDs), len(res2.DiffIDs))
+	}
 	// An image the upstream lacks either: 502 with the reason.
-	resp, err := http.Get("http://" + px.Addr + "/v2/lib/missing/manifests/v1")
+	resp, err = http.Get("http://" + px.Addr + "/v2/lib/missing/manifests/v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +313,7 @@ func TestProxyPullThrough(t *testing.T) {
 		t.Errorf("missing image: %s, want 502", resp.Status)
 	}
 	code, log := px.Stop(t)
-	if code != 0 || !strings.Contains(log, "Pulled 1 images (1 cache hits, 2 misses)") {
+	if code != 0 || !strings.Contains(log, "Pulled 3 images (1 cache hits, 4 misses)") {
 		t.Errorf("exit %d, log:\n%s", code, log)
 	}
 
@@ -341,6 +365,19 @@ func TestProxyErrors(t *testing.T) {
 		t.Errorf("manifest with a missing blob: %s, want 400", resp.Status)
 	}
 
+	// A config larger than any image's is refused before it is read.
+	big := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + missing.String() + `","size":1073741824},"layers":[]}`
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, "http://"+px.Addr+"/v2/broken/manifests/v2", strings.NewReader(big))
+	req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("manifest with a 1 GiB config: %s, want 400", resp.Status)
+	}
+
 	in, _ := writeImage(t, imagegen.Sample(), imagegen.Legacy)
 	_, err = peers.SkopeoCopy(ctx, "--dest-tls-verify=false", "docker-archive:"+in, "docker://"+px.Addr+"/app:v1")
 	if err == nil || !strings.Contains(err.Error(), "500") {
@@ -352,7 +389,7 @@ func TestProxyErrors(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	if code, log := px.Stop(t); code != 0 || !strings.Contains(log, "(2 failed)") {
+	if code, log := px.Stop(t); code != 0 || !strings.Contains(log, "(3 failed)") {
 		t.Errorf("exit %d, log:\n%s", code, log)
 	}
 
@@ -362,12 +399,64 @@ func TestProxyErrors(t *testing.T) {
 	}{
 		{[]string{"proxy", "-d", "127.0.0.1:5000", "-l", "127.0.0.1:http"}, "invalid port: http"},
 		{[]string{"proxy", "-d", "https://example.com"}, "without a scheme"},
-		{[]string{"proxy", "-d", "127.0.0.1:5000", "-u", "example.com/path"}, "has a path"},
+		{[]string{"proxy", "-d", "127.0.0.1:5000", "-u", "https://example.com"}, "without a scheme"},
 		{[]string{"proxy", "-d", "127.0.0.1:5000", "-f", "no-such-filter"}, "no-such-filter"},
 	} {
 		code, _, stderr := run(t, tt.args...)
 		if code == 0 || !strings.Contains(stderr, tt.want) {
 			t.Errorf("%v: exit %d, %q; want an error with %q", tt.args, code, stderr, tt.want)
 		}
+	}
+}
+
+// pushBlob uploads data to a registry at base (http://HOST) in one POST.
+func pushBlob(t *testing.T, base, repo string, data []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(data)
+	resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/?digest="+d.String(), "application/octet-stream", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload %s: %s", d, resp.Status)
+	}
+	return d
+}
+
+// TestProxyArtifact: a manifest that is not a container image (here an
+// attestation-like one: an empty config and an in-toto layer, as buildx
+// pushes) goes downstream unchanged, whatever the filters, and keeps its
+// digest.
+func TestProxyArtifact(t *testing.T) {
+	peers.Need(t, "skopeo")
+	down := peers.StartTestRegistry(t, peers.RegistryOptions{})
+	ctx := ctxMinutes(t, 2)
+	px := startProxy(t, nil, "--downstream", down.Host, "-f", "normalize-timestamps")
+	base := "http://" + px.Addr
+	cfg := []byte("{}")
+	layer := []byte(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v0.2"}`)
+	cd, ld := pushBlob(t, base, "att", cfg), pushBlob(t, base, "att", layer)
+	man := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest,
+		Config: ocispec.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: cd, Size: int64(len(cfg))},
+		Layers: []ocispec.Descriptor{{MediaType: "application/vnd.in-toto+json", Digest: ld, Size: int64(len(layer))}}}
+	man.SchemaVersion = 2
+	raw, _ := json.Marshal(man)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v2/att/manifests/v1", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("manifest PUT: %s", resp.Status)
+	}
+	got, err := down.SkopeoInspect(ctx, "att:v1", peers.SkopeoOptions{}, "--raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), raw) {
+		t.Errorf("downstream manifest:\n%s\nwant\n%s", got, raw)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,13 +87,45 @@ type Proxy struct {
 	srv      *regserver.Server
 	downHost string // host[:port]
 	prefix   string // path prefix, "" or "org/team"
+	upHost   string // pull-through upstream host[:port], "" for none
+	upPrefix string // and its path prefix
 	sem      chan struct{}
 
-	mu    sync.Mutex
-	sent  map[digest.Digest]ocispec.Descriptor // manifest received -> manifest pushed downstream
-	pulls map[string]*sync.Mutex               // name:ref -> the lock of its pull-through copy
+	// ctx lives as long as the proxy: pull-through copies run under it
+	// (not under the request that started them, whose client may leave
+	// while others wait for the copy). Shutdown cancels it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	reading sync.WaitGroup // pull-through handlers running
+
+	mu      sync.Mutex
+	sent    map[sentKey]ocispec.Descriptor // manifest received -> manifest pushed downstream
+	pulls   map[string]*pullLock           // name:ref -> the lock of its pull-through copy
+	copied  map[string]digest.Digest       // name:ref -> the upstream manifest it was copied from
+	clients map[string]*registry.Client    // "down/" or "up/" + repository -> client
 
 	pushed, failed, pulled, hits, misses, pullFailed, indexes atomic.Int64
+}
+
+// sentKey names a manifest received: its repository and digest.
+type sentKey struct {
+	repo string
+	d    digest.Digest
+}
+
+// maxConfig bounds an image config read into memory.
+const maxConfig = 16 << 20
+
+// maxEntries bounds the proxy's per-name maps (clients, copies
+// remembered); past it they start afresh.
+const maxEntries = 4096
+
+// pullLock serialises the pull-through copies of one name:ref; users
+// counts the handlers holding or waiting for it, so that it can be
+// dropped when none is left.
+type pullLock struct {
+	ch    chan struct{}
+	users int
 }
 
 // Start checks the options, listens and serves in the background until
@@ -103,14 +136,9 @@ func Start(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("--downstream: %w", err)
 	}
 	if opts.Upstream != "" {
-		up, path, err := SplitRegistry(opts.Upstream)
-		if err == nil && path != "" {
-			err = fmt.Errorf("%q has a path; give the registry's HOST[:PORT] only", opts.Upstream)
-		}
-		if err != nil {
+		if _, _, err := SplitRegistry(opts.Upstream); err != nil {
 			return nil, fmt.Errorf("--upstream: %w", err)
 		}
-		opts.Upstream = up
 	}
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
@@ -121,8 +149,13 @@ func Start(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		opts: opts, log: opts.Env.Log, downHost: host, prefix: prefix,
 		sem:  make(chan struct{}, opts.Concurrency),
-		sent: map[digest.Digest]ocispec.Descriptor{}, pulls: map[string]*sync.Mutex{},
+		sent: map[sentKey]ocispec.Descriptor{}, pulls: map[string]*pullLock{},
+		copied: map[string]digest.Digest{}, clients: map[string]*registry.Client{},
 	}
+	if opts.Upstream != "" {
+		p.upHost, p.upPrefix, _ = SplitRegistry(opts.Upstream)
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	srvOpts := regserver.Options{
 		Addr: opts.Listen, TempDir: opts.Env.TempDir, Log: opts.Env.Log,
 		// Pushes wait for their images; clients keep connections open
@@ -134,6 +167,7 @@ func Start(opts Options) (*Proxy, error) {
 		srvOpts.Middleware = p.pullThrough
 	}
 	if p.srv, err = regserver.Start(srvOpts); err != nil {
+		p.cancel()
 		return nil, err
 	}
 	return p, nil
@@ -166,6 +200,8 @@ func (p *Proxy) Stats() Stats {
 // and unfinished upload.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	err := p.srv.Shutdown(ctx)
+	p.cancel() // pull-through copies still running past the deadline
+	p.reading.Wait()
 	if p.opts.Cache != nil {
 		if serr := p.opts.Cache.Save(); serr != nil {
 			p.log.Warn().Err(serr).Msg("the layer cache could not be saved")
@@ -189,9 +225,44 @@ func (p *Proxy) clientOptions() registry.Options {
 		Insecure: env.Insecure, Retries: env.Retries, Conns: max(env.Parallel, 1)}
 }
 
-// downstream returns a client for the downstream repository of name.
+// downstream returns the client for the downstream repository of name.
+// Clients are kept (each has its connections and tokens), one per
+// repository.
 func (p *Proxy) downstream(name string) *registry.Client {
-	c, _ := registry.NewFromReference(uri.Reference{Registry: p.downHost, Repository: p.repo(name)}, []string{"pull"}, p.clientOptions())
+	return p.client("down/"+p.repo(name), uri.Reference{Registry: p.downHost, Repository: p.repo(name)}, p.clientOptions())
+}
+
+// upstream returns the client for the upstream repository of name.
+func (p *Proxy) upstream(name string) *registry.Client {
+	return p.client("up/"+p.upRepo(name), uri.Reference{Registry: p.upHost, Repository: p.upRepo(name)}, p.upstreamOptions())
+}
+
+// upRepo is the upstream repository for a name pulled.
+func (p *Proxy) upRepo(name string) string {
+	if p.upPrefix == "" {
+		return name
+	}
+	return p.upPrefix + "/" + name
+}
+
+// upstreamOptions are the upstream's connection settings.
+func (p *Proxy) upstreamOptions() registry.Options {
+	o := p.clientOptions()
+	o.Username, o.Password = p.opts.UpstreamUsername, p.opts.UpstreamPassword
+	return o
+}
+
+func (p *Proxy) client(key string, ref uri.Reference, opts registry.Options) *registry.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[key]; ok {
+		return c
+	}
+	if len(p.clients) >= maxEntries {
+		p.clients = map[string]*registry.Client{}
+	}
+	c, _ := registry.NewFromReference(ref, []string{"pull", "push"}, opts)
+	p.clients[key] = c
 	return c
 }
 
@@ -235,6 +306,10 @@ func (p *Proxy) pushImage(ctx context.Context, m *regserver.Manifest) error {
 	if err := json.Unmarshal(m.Raw, &man); err != nil || man.Config.Digest == "" {
 		return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_INVALID", Message: "the manifest names no config"}
 	}
+	if man.Config.Size > maxConfig {
+		return &regserver.Error{Status: http.StatusBadRequest, Code: "SIZE_INVALID",
+			Message: fmt.Sprintf("the config is %d bytes; at most %d are accepted", man.Config.Size, maxConfig)}
+	}
 	blobs := make([]blobSource, 0, 1+len(man.Layers))
 	for _, d := range append([]ocispec.Descriptor{man.Config}, man.Layers...) {
 		src, err := p.blobSource(ctx, m.Repo, d)
@@ -248,14 +323,78 @@ func (p *Proxy) pushImage(ctx context.Context, m *regserver.Manifest) error {
 		return err
 	}
 	defer release()
+	if !isImage(man) {
+		return p.copyArtifact(ctx, m, man, blobs)
+	}
 	in := &pushedImage{name: p.Addr() + "/" + m.Repo + ":" + m.Reference, manifest: m, image: man, blobs: blobs}
 	out, err := p.run(ctx, in, m.Repo, m.Reference)
 	if err != nil {
 		return err
 	}
+	p.remember(m, out)
+	return nil
+}
+
+// remember notes what a manifest received became downstream.
+func (p *Proxy) remember(m *regserver.Manifest, out ocispec.Descriptor) {
 	p.mu.Lock()
-	p.sent[m.Digest] = out
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if len(p.sent) >= maxEntries*4 {
+		p.sent = map[sentKey]ocispec.Descriptor{}
+	}
+	p.sent[sentKey{m.Repo, m.Digest}] = out
+}
+
+// isImage reports whether a manifest is a container image (an image
+// config and layer tars) rather than another artifact that uses the
+// manifest format, such as buildx's attestations (in-toto layers) or a
+// Helm chart.
+func isImage(man ocispec.Manifest) bool {
+	switch man.Config.MediaType {
+	case ocispec.MediaTypeImageConfig, elements.MediaTypeDockerConfig:
+	default:
+		return false
+	}
+	for _, l := range man.Layers {
+		if elements.CompressionOf(l.MediaType) == elements.Unknown {
+			return false
+		}
+	}
+	return true
+}
+
+// copyArtifact sends a manifest that is not a container image to the
+// downstream as it is: its blobs (those the downstream lacks) and then the
+// manifest itself, unfiltered.
+func (p *Proxy) copyArtifact(ctx context.Context, m *regserver.Manifest, man ocispec.Manifest, blobs []blobSource) error {
+	c := p.downstream(m.Repo)
+	for i, d := range append([]ocispec.Descriptor{man.Config}, man.Layers...) {
+		if ok, err := c.HasBlob(ctx, d.Digest); err != nil {
+			return err
+		} else if ok {
+			continue
+		}
+		u, _, err := c.StartUpload(ctx, "", "")
+		if err != nil {
+			return err
+		}
+		body, err := blobs[i](ctx)
+		if err != nil {
+			u.Cancel()
+			return err
+		}
+		err = u.Put(ctx, d.Digest, body, d.Size)
+		body.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := c.PutManifest(ctx, m.Reference, m.MediaType, m.Raw); err != nil {
+		return err
+	}
+	p.remember(m, ocispec.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Raw))})
+	p.log.Info().Str("destination", p.downHost+"/"+p.repo(m.Repo)+":"+m.Reference).Str("config_media_type", man.Config.MediaType).
+		Msg("not a container image: sent downstream unfiltered")
 	return nil
 }
 
@@ -324,20 +463,39 @@ func (p *Proxy) pushIndex(ctx context.Context, m *regserver.Manifest) error {
 		return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_INVALID", Message: fmt.Sprintf("the index is not valid: %v", err)}
 	}
 	changed := false
-	p.mu.Lock()
+	renamed := map[digest.Digest]digest.Digest{}
 	for i, d := range ix.Manifests {
-		sent, ok := p.sent[d.Digest]
+		p.mu.Lock()
+		sent, ok := p.sent[sentKey{m.Repo, d.Digest}]
+		p.mu.Unlock()
 		if !ok {
-			p.mu.Unlock()
+			// In pull-through mode a client skips a manifest the
+			// downstream has (a HEAD asks it): keep that entry.
+			if p.upHost != "" {
+				if got, err := p.downstream(m.Repo).ManifestDigest(ctx, d.Digest.String()); err == nil && got == d.Digest {
+					continue
+				}
+			}
 			return &regserver.Error{Status: http.StatusBadRequest, Code: "MANIFEST_BLOB_UNKNOWN",
 				Message: fmt.Sprintf("the index lists manifest %s, which was not pushed through this proxy", d.Digest)}
 		}
 		if sent.Digest != d.Digest || sent.MediaType != d.MediaType {
 			changed = true
+			renamed[d.Digest] = sent.Digest
 			ix.Manifests[i].Digest, ix.Manifests[i].Size, ix.Manifests[i].MediaType = sent.Digest, sent.Size, sent.MediaType
 		}
 	}
-	p.mu.Unlock()
+	// buildx's attestations name the image they describe.
+	const refAnnotation = "vnd.docker.reference.digest"
+	for i, d := range ix.Manifests {
+		if old, err := digest.Parse(d.Annotations[refAnnotation]); err == nil {
+			if nd, ok := renamed[old]; ok {
+				ix.Manifests[i].Annotations = maps.Clone(d.Annotations)
+				ix.Manifests[i].Annotations[refAnnotation] = nd.String()
+				changed = true
+			}
+		}
+	}
 	raw := m.Raw
 	if changed {
 		var err error
@@ -354,9 +512,7 @@ func (p *Proxy) pushIndex(ctx context.Context, m *regserver.Manifest) error {
 		return err
 	}
 	d := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
-	p.mu.Lock()
-	p.sent[m.Digest] = d
-	p.mu.Unlock()
+	p.remember(m, d)
 	p.indexes.Add(1)
 	p.log.Info().Str("destination", p.downHost+"/"+p.repo(m.Repo)+":"+ref).Str("digest", d.Digest.String()).
 		Int("images", len(ix.Manifests)).Msg("index sent downstream")
@@ -470,6 +626,8 @@ func (p *Proxy) pullThrough(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		p.reading.Add(1)
+		defer p.reading.Done()
 		switch kind {
 		case "manifests":
 			if _, held := p.srv.Manifest(name, ref); held {
@@ -511,31 +669,41 @@ func splitPath(path string) (name, kind, ref string, ok bool) {
 }
 
 // serveManifest serves a manifest from the downstream registry, first
-// copying the image from the upstream if the downstream lacks it (GET
-// only: a HEAD never starts a copy).
+// copying the image from the upstream if the downstream lacks it, or if
+// the upstream's tag moved since this proxy copied it. A HEAD starts a
+// copy too: containerd-based clients look a tag up with HEAD and give up
+// on a 404 (the original copied on GET only).
 func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, name, ref string) {
 	ctx := r.Context()
 	down := p.downstream(name)
 	m, err := down.GetManifest(ctx, ref)
-	if err == nil {
-		p.hits.Add(1)
-		writeManifest(w, r, m)
+	if err == nil && p.current(ctx, name, ref) {
+		p.hit(w, r, m)
 		return
 	}
-	if !isNotFound(err) || r.Method == http.MethodHead {
+	if err != nil && !isNotFound(err) {
 		p.fail(w, r, err)
 		return
 	}
-	lock := p.pullLock(name + ":" + ref)
-	lock.Lock()
-	defer lock.Unlock()
-	if m, err := down.GetManifest(ctx, ref); err == nil { // another client's copy just finished
-		p.hits.Add(1)
-		writeManifest(w, r, m)
+	unlock, err := p.lock(ctx, name+":"+ref)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	defer unlock()
+	// Another client's copy may have finished while this one waited.
+	if m, err := down.GetManifest(ctx, ref); err == nil && p.current(ctx, name, ref) {
+		p.hit(w, r, m)
 		return
 	}
 	p.misses.Add(1)
-	d, err := p.copyFromUpstream(ctx, name, ref)
+	// The copy is the proxy's, not this request's: if this client
+	// leaves, the others waiting for the same image still get it.
+	copyCtx, cancel := context.WithCancel(p.ctx)
+	stop := context.AfterFunc(p.ctx, cancel)
+	d, err := p.copyFromUpstream(copyCtx, name, ref)
+	stop()
+	cancel()
 	if err != nil {
 		p.pullFailed.Add(1)
 		p.log.Error().Err(err).Str("image", name+":"+ref).Msg("pull-through copy failed")
@@ -543,11 +711,49 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, name, ref 
 		return
 	}
 	p.pulled.Add(1)
+	if want, err := digest.Parse(ref); err == nil && want != d.Digest {
+		p.fail(w, r, &registry.HTTPError{Method: r.Method, URL: r.URL.Path, Status: http.StatusNotFound, Code: "MANIFEST_UNKNOWN",
+			Message: fmt.Sprintf("the filters changed the image: its digest downstream is %s; pull it by tag", d.Digest)})
+		return
+	}
 	if m, err = down.GetManifest(ctx, d.Digest.String()); err != nil {
 		p.fail(w, r, err)
 		return
 	}
 	writeManifest(w, r, m)
+}
+
+// hit serves a manifest found downstream.
+func (p *Proxy) hit(w http.ResponseWriter, r *http.Request, m registry.Manifest) {
+	if r.Method == http.MethodGet { // a client's HEAD before its GET is one pull
+		p.hits.Add(1)
+	}
+	writeManifest(w, r, m)
+}
+
+// current reports whether the downstream copy of name:ref is still that of
+// the upstream's ref: a tag this proxy copied is checked with a HEAD on the
+// upstream (a digest never moves). When the upstream cannot be asked, or
+// the copy was made before this proxy started, the copy is served.
+func (p *Proxy) current(ctx context.Context, name, ref string) bool {
+	if _, err := digest.Parse(ref); err == nil {
+		return true
+	}
+	p.mu.Lock()
+	from, ok := p.copied[name+":"+ref]
+	p.mu.Unlock()
+	if !ok {
+		return true
+	}
+	now, err := p.upstream(name).ManifestDigest(ctx, ref)
+	if err != nil {
+		p.log.Debug().Err(err).Str("image", name+":"+ref).Msg("cannot check the upstream; serving the downstream copy")
+		return true
+	}
+	if now != from {
+		p.log.Info().Str("image", name+":"+ref).Str("was", from.String()).Str("now", now.String()).Msg("the upstream tag moved; copying it again")
+	}
+	return now == from
 }
 
 // copyFromUpstream copies UPSTREAM/name:ref through the filters to the
@@ -558,28 +764,58 @@ func (p *Proxy) copyFromUpstream(ctx context.Context, name, ref string) (ocispec
 		return ocispec.Descriptor{}, err
 	}
 	defer release()
-	src := uri.Reference{Registry: p.opts.Upstream, Repository: name, Tag: ref}
-	if _, err := digest.Parse(ref); err == nil {
+	src := uri.Reference{Registry: p.upHost, Repository: p.upRepo(name), Tag: ref}
+	_, refErr := digest.Parse(ref)
+	if refErr == nil {
 		src.Tag, src.Digest = "", ref
 	}
+	var from digest.Digest
+	if refErr != nil {
+		if from, err = p.upstream(name).ManifestDigest(ctx, ref); err != nil {
+			return ocispec.Descriptor{}, err
+		}
+	}
 	env := p.opts.Env
-	copts := p.clientOptions()
-	copts.Username, copts.Password = p.opts.UpstreamUsername, p.opts.UpstreamPassword
-	in := registry.NewInput(src, registry.InputOptions{Platform: env.Platform, Parallel: env.Parallel}, copts, env)
+	in := registry.NewInput(src, registry.InputOptions{Platform: env.Platform, Parallel: env.Parallel}, p.upstreamOptions(), env)
 	p.log.Info().Str("source", src.String()).Msg("pulling through from upstream")
-	return p.run(ctx, in, name, ref)
+	d, err := p.run(ctx, in, name, ref)
+	if err == nil && from != "" {
+		p.mu.Lock()
+		if len(p.copied) >= maxEntries {
+			p.copied = map[string]digest.Digest{}
+		}
+		p.copied[name+":"+ref] = from
+		p.mu.Unlock()
+	}
+	return d, err
 }
 
-// pullLock returns the lock that makes one copy per name:ref at a time.
-func (p *Proxy) pullLock(key string) *sync.Mutex {
+// lock takes the lock that makes one copy per name:ref at a time, or
+// fails when ctx ends first. The lock is dropped from the map once no
+// handler holds or waits for it.
+func (p *Proxy) lock(ctx context.Context, key string) (unlock func(), err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	l, ok := p.pulls[key]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &pullLock{ch: make(chan struct{}, 1)}
 		p.pulls[key] = l
 	}
-	return l
+	l.users++
+	p.mu.Unlock()
+	done := func() {
+		p.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(p.pulls, key)
+		}
+		p.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, context.Cause(ctx)
+	}
 }
 
 // serveBlob streams a blob from the downstream registry, verified against

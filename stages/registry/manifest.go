@@ -262,3 +262,24 @@ func PlatformString(p ocispec.Platform) string {
 	}
 	return s
 }
+
+// ManifestDigest returns the digest of the manifest or index ref names,
+// with a HEAD (falling back to a GET when the registry gives no
+// Docker-Content-Digest). A manifest the repository lacks is an
+// *HTTPError with status 404.
+func (c *Client) ManifestDigest(ctx context.Context, ref string) (digest.Digest, error) {
+	resp, err := c.do(ctx, http.MethodHead, c.repoPath("manifests/"+ref),
+		http.Header{"Accept": {manifestAccept}}, nil, 0, http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
+		return d, nil
+	}
+	m, err := c.GetManifest(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return m.Digest, nil
+}
