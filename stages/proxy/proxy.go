@@ -85,10 +85,11 @@ type Proxy struct {
 	opts     Options
 	log      zerolog.Logger
 	srv      *regserver.Server
-	downHost string // host[:port]
-	prefix   string // path prefix, "" or "org/team"
-	upHost   string // pull-through upstream host[:port], "" for none
-	upPrefix string // and its path prefix
+	ready    chan struct{} // closed once srv is set; handlers wait for it
+	downHost string        // host[:port]
+	prefix   string        // path prefix, "" or "org/team"
+	upHost   string        // pull-through upstream host[:port], "" for none
+	upPrefix string        // and its path prefix
 	sem      chan struct{}
 
 	// ctx lives as long as the proxy: pull-through copies run under it
@@ -151,6 +152,7 @@ func Start(opts Options) (*Proxy, error) {
 		sem:  make(chan struct{}, opts.Concurrency),
 		sent: map[sentKey]ocispec.Descriptor{}, pulls: map[string]*pullLock{},
 		copied: map[string]digest.Digest{}, clients: map[string]*registry.Client{},
+		ready: make(chan struct{}),
 	}
 	if opts.Upstream != "" {
 		p.upHost, p.upPrefix, _ = SplitRegistry(opts.Upstream)
@@ -170,6 +172,7 @@ func Start(opts Options) (*Proxy, error) {
 		p.cancel()
 		return nil, err
 	}
+	close(p.ready) // the server may have taken requests already
 	return p, nil
 }
 
@@ -279,6 +282,7 @@ func (p *Proxy) acquire(ctx context.Context) (release func(), err error) {
 // manifestReceived is the push path: it runs when a client puts a
 // manifest, and the client's request waits for it.
 func (p *Proxy) manifestReceived(ctx context.Context, m *regserver.Manifest) error {
+	<-p.ready
 	log := p.log.With().Str("image", m.Repo+":"+m.Reference).Logger()
 	var err error
 	if m.IsIndex() {
@@ -628,6 +632,7 @@ func (p *Proxy) pullThrough(next http.Handler) http.Handler {
 		}
 		p.reading.Add(1)
 		defer p.reading.Done()
+		<-p.ready
 		switch kind {
 		case "manifests":
 			if _, held := p.srv.Manifest(name, ref); held {
