@@ -206,7 +206,7 @@ func TestCommandLineErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"bogus"}, 2, "bogus"},
 		{"missing argument", []string{"process", "tar://x.tar"}, 2, "destination"},
-		{"unknown source scheme", []string{"process", "dir://x", "tar://" + dir + "/o.tar"}, 2, "valid source schemes"},
+		{"unknown source scheme", []string{"process", "mounts://x", "tar://" + dir + "/o.tar"}, 2, "valid source schemes"},
 		{"unknown destination scheme", []string{"process", "tar://x", "ftp://x"}, 2, "ftp"},
 		{"missing scheme", []string{"process", "image.tar", "tar://o.tar"}, 2, "scheme"},
 		{"unknown option", []string{"process", "tar://x.tar", "dir://" + dir + "/d?bogus=1"}, 2, "unique_names"},
@@ -214,7 +214,6 @@ func TestCommandLineErrors(t *testing.T) {
 		{"unknown filter", []string{"process", "tar://x.tar", "tar://" + dir + "/o.tar", "-f", "frobnicate"}, 2, "normalize-timestamps"},
 		{"missing input file", []string{"process", "tar://" + dir + "/none.tar", "tar://" + dir + "/o.tar"}, 1, "no such file"},
 		{"not implemented source", []string{"process", "oci://some/dir", "tar://" + dir + "/o.tar"}, 1, "not implemented yet"},
-		{"not implemented command", []string{"proxy", "--downstream", "localhost:5000"}, 1, "not implemented yet"},
 		{"check of a missing file", []string{"check", "tar://" + dir + "/none.tar"}, 1, "no such file"},
 		{"bad compression flag", []string{"--compression", "lz4", "process", "tar://x", "tar://y"}, 2, "compression"},
 	} {

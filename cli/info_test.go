@@ -111,7 +111,7 @@ func TestInfoErrors(t *testing.T) {
 		{"not a tarball", []string{"info", "tar://" + garbage}, 1, "garbage.tar"},
 		{"missing argument", []string{"info"}, 2, "source"},
 		{"unknown scheme", []string{"info", "ftp://x"}, 2, "ftp"},
-		{"destination-only scheme", []string{"info", "dir://" + dir}, 2, "valid source schemes"},
+		{"destination-only scheme", []string{"info", "mounts://" + dir}, 2, "valid source schemes"},
 		{"missing scheme", []string{"info", "image.tar"}, 2, "scheme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

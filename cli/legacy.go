@@ -21,7 +21,7 @@ type Legacy struct {
 	SearchLayers        SearchLayersCmd        `cmd:"" group:"Legacy commands (deprecated):" help:"(Deprecated) Use: search registry://REGISTRY/IMAGE:TAG PATTERN"`
 	SearchLayersTarfile SearchLayersTarfileCmd `cmd:"" group:"Legacy commands (deprecated):" help:"(Deprecated) Use: search tar://TARFILE PATTERN"`
 	SearchLayersDocker  SearchLayersDockerCmd  `cmd:"" group:"Legacy commands (deprecated):" help:"(Deprecated) Use: search docker://IMAGE:TAG PATTERN"`
-	RecreateImage       RecreateImageCmd       `cmd:"" group:"Legacy commands (deprecated):" help:"(Deprecated) Rebuild a tarball from a shared dir:// tree."`
+	RecreateImage       RecreateImageCmd       `cmd:"" group:"Legacy commands (deprecated):" help:"(Deprecated) Use: process dir://PATH?image=IMAGE&tag=TAG tar://TARFILE"`
 }
 
 // RegistryArgs are the positional arguments of the legacy registry commands.
@@ -74,13 +74,22 @@ func (e ExtractFlags) uri(path string) string {
 }
 
 // fileURI makes a file-scheme URI of a path, escaping what the URI parser
-// would otherwise read as a query or an escape.
+// would otherwise read as a query or an escape. A relative path is written
+// ./PATH: the parser reads SCHEME://localhost/PATH as the absolute /PATH,
+// and a bare SCHEME://PATH would take a first component "localhost" as
+// that host.
 func fileURI(scheme, path string) string {
 	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
-	if strings.HasPrefix(path, "/") {
+	if strings.HasPrefix(path, "/") || strings.HasPrefix(path, "./") || strings.HasPrefix(path, "../") {
 		return scheme + "://" + r.Replace(path)
 	}
-	return scheme + "://localhost/" + r.Replace(path)
+	return scheme + "://./" + r.Replace(path)
+}
+
+// queryValue escapes a URI query value, leaving the "/" and ":" of image
+// names readable.
+func queryValue(v string) string {
+	return strings.NewReplacer("%2F", "/", "%3A", ":").Replace(url.QueryEscape(v))
 }
 
 func (a *app) deprecated(name, instead string) {
@@ -239,14 +248,17 @@ func (c *SearchLayersDockerCmd) Run(a *app) error {
 
 // RecreateImageCmd is the legacy recreate-image.
 type RecreateImageCmd struct {
-	Path    string `arg:"" help:"Shared directory written with unique names."`
+	Path    string `arg:"" help:"Directory written by dir:// (or fetch-to-extracted), usually with unique names."`
 	Image   string `arg:"" help:"Image name in catalog.json."`
 	Tag     string `arg:"" help:"Image tag in catalog.json."`
 	Tarfile string `arg:"" help:"Tarball to write."`
 	NormalizeFlags
 }
 
-// Run is not implemented yet: it needs a dir:// input.
+// Run translates to process. Unlike the original, the tarball is a
+// docker-loadable v1.2 one: layers as <name>/layer.tar and the config
+// under its digest.
 func (c *RecreateImageCmd) Run(a *app) error {
-	return fmt.Errorf("recreate-image is not implemented yet in this version of occystrap")
+	src := fileURI("dir", c.Path) + "?image=" + queryValue(c.Image) + "&tag=" + queryValue(c.Tag)
+	return a.legacyProcess("recreate-image", src, fileURI("tar", c.Tarfile), c.filters())
 }

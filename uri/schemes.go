@@ -102,6 +102,17 @@ var sourceSchemes = []schemeSpec{
 		file:    true,
 	},
 	{
+		name:    "dir",
+		form:    "dir://PATH[?image=NAME][&tag=TAG]",
+		summary: "read an image from a directory written by dir:// (layer.tar files, manifests and catalog.json; several images may share it)",
+		aliases: []string{"directory"},
+		file:    true,
+		opts: []optSpec{
+			{name: "image", kind: kindNonEmpty, help: "the image to read, by its name in catalog.json (default: the only image, or the only one with tag)"},
+			{name: "tag", kind: kindNonEmpty, help: "the image's tag in catalog.json (default: its only tag, else latest)"},
+		},
+	},
+	{
 		name:    "oci",
 		form:    "oci://PATH",
 		summary: "read an OCI image layout directory",

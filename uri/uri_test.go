@@ -62,6 +62,9 @@ func TestParse(t *testing.T) {
 		{"dir://merged?unique_names=true&expand=true", Dest, "dir", "merged", "merged", Options{"unique_names": {"true"}, "expand": {"true"}}},
 		{"dir://merged_images?unique_names=true", Dest, "dir", "merged_images", "merged_images", Options{"unique_names": {"true"}}},
 		{"dir://ukhomeoffice-centos?expand=true", Dest, "dir", "ukhomeoffice-centos", "ukhomeoffice-centos", Options{"expand": {"true"}}},
+		{"dir://merged_images?image=example.com/app&tag=v1", Source, "dir", "merged_images", "merged_images", Options{"image": {"example.com/app"}, "tag": {"v1"}}},
+		{"directory:///srv/images?image=busybox", Source, "dir", "", "/srv/images", Options{"image": {"busybox"}}},
+		{"dir://localhost/a%3Fb?tag=a+b", Source, "dir", "localhost", "/a?b", Options{"tag": {"a b"}}},
 		{"oci://bar", Dest, "oci", "bar", "bar", nil},
 		{"oci:///path/to/bundle", Dest, "oci", "", "/path/to/bundle", nil},
 		{"mounts:///path/to/directory", Dest, "mounts", "", "/path/to/directory", nil},
@@ -143,7 +146,7 @@ func TestParseErrors(t *testing.T) {
 		msg  string // exact message, or a substring when prefixed by "~"
 	}{
 		// No scheme.
-		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, oci, oci-layout, oci-archive)`},
+		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, dir, oci, oci-layout, oci-archive)`},
 		{"out", Dest, ErrSyntax, `missing scheme in URI "out": use SCHEME://..., for example tar://image.tar (valid destination schemes: tar, dir, oci, oci-layout, oci-archive, mounts, docker, registry)`},
 		{"/tmp/image.tar", Source, ErrSyntax, "~missing scheme"},
 		{"", Source, ErrSyntax, "~missing scheme"},
@@ -153,10 +156,10 @@ func TestParseErrors(t *testing.T) {
 		{"1tar://x", Source, ErrSyntax, "~missing scheme"},
 
 		// Unknown schemes.
-		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, oci, oci-layout, oci-archive`},
+		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, dir, oci, oci-layout, oci-archive`},
 		{"busybox:latest", Source, ErrUnknownScheme, `~unknown source scheme "busybox"`},
-		{"dir://x", Source, ErrUnknownScheme, `unknown source scheme "dir": valid source schemes are registry, docker, dockerpush, tar, oci, oci-layout, oci-archive`},
-		{"directory://x", Source, ErrUnknownScheme, `~unknown source scheme "dir"`},
+		{"dir://x?unique_names=true", Source, ErrUnknownOption, `unknown option "unique_names" for dir:// source: valid options are image, tag`},
+		{"dir://x?image=", Source, ErrInvalidValue, `~"image"`},
 		{"mounts://x", Source, ErrUnknownScheme, `~unknown source scheme "mounts"`},
 		{"quay://ns", Source, ErrUnknownScheme, `~unknown source scheme "quay"`},
 		{"http://example.com/x", Source, ErrUnknownScheme, `~unknown source scheme "http"`},
@@ -768,13 +771,14 @@ func TestSchemes(t *testing.T) {
 		aliases map[string][]string
 		options map[string][]string
 	}{
-		{Source, []string{"registry", "docker", "dockerpush", "tar", "oci", "oci-layout", "oci-archive"},
-			map[string][]string{"tar": {"file"}, "oci-layout": {"ocidir"}},
+		{Source, []string{"registry", "docker", "dockerpush", "tar", "dir", "oci", "oci-layout", "oci-archive"},
+			map[string][]string{"tar": {"file"}, "dir": {"directory"}, "oci-layout": {"ocidir"}},
 			map[string][]string{
 				"registry":    {"os", "arch", "architecture", "variant", "username", "password", "insecure", "max_workers"},
 				"docker":      {"socket"},
 				"dockerpush":  {"socket"},
 				"tar":         nil,
+				"dir":         {"image", "tag"},
 				"oci":         nil,
 				"oci-layout":  {"tag", "os", "arch", "architecture", "variant"},
 				"oci-archive": {"tag", "os", "arch", "architecture", "variant"},

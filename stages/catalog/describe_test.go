@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/occystrap/occystrap/engine"
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/dir"
 	"github.com/occystrap/occystrap/stages/info"
+	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/occystrap/occystrap/uri"
 )
@@ -63,5 +66,55 @@ func TestNewDescriberNotImplemented(t *testing.T) {
 		if want := "info is not implemented for " + s.Name + ":// sources yet"; err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", s.Name, err, want)
 		}
+	}
+}
+
+// TestDirSource: dir:// is a source whose ?image= and ?tag= select the
+// image, for process and for info.
+func TestDirSource(t *testing.T) {
+	tarPath := filepath.Join(t.TempDir(), "in.tar")
+	res, err := imagegen.WriteFile(tarPath, imagegen.Sample(), imagegen.Legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirPath := filepath.Join(t.TempDir(), "d")
+	out := dir.NewOutput(dirPath, dir.Options{UniqueNames: true}, stages.Env{})
+	p := engine.Pipeline{Input: tarball.NewInput(tarPath, stages.Env{}), Output: out}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query string
+		err   string
+	}{
+		{"", ""},
+		{"?image=example.com/test/sample&tag=v1", ""},
+		{"?tag=v1", ""},
+		{"?image=example.com/test/sample&tag=v2", `no tag "v2"`},
+		{"?image=busybox", `image "busybox" is not in catalog.json`},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			u, err := uri.Parse("dir://"+dirPath+tc.query, uri.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewInput(u, stages.Env{}); err != nil {
+				t.Fatal(err)
+			}
+			d, err := NewDescriber(u, stages.Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, err := d.Describe(context.Background())
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("Describe: %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || src.Reference != "example.com/test/sample:v1" || string(src.Config) != string(res.Config) {
+				t.Errorf("Describe: %q, %v", src.Reference, err)
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
-// Package dir writes images to a directory in the original tool's layout:
-// one <name>/layer.tar per layer, the config, a manifest file and
-// catalog.json, which lets many images share one directory and its layers.
-// With expand=true it also writes the image's merged filesystem.
+// Package dir reads and writes images in a directory in the original
+// tool's layout: one <name>/layer.tar per layer, the config, a manifest
+// file and catalog.json, which lets many images share one directory and its
+// layers. The output, with expand=true, also writes the image's merged
+// filesystem; the input reads one image back, chosen through catalog.json.
 package dir
 
 import (
