@@ -213,7 +213,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad boolean", []string{"process", "tar://x.tar", "dir://" + dir + "/d?expand=perhaps"}, 2, "expand"},
 		{"unknown filter", []string{"process", "tar://x.tar", "tar://" + dir + "/o.tar", "-f", "frobnicate"}, 2, "normalize-timestamps"},
 		{"missing input file", []string{"process", "tar://" + dir + "/none.tar", "tar://" + dir + "/o.tar"}, 1, "no such file"},
-		{"not implemented source", []string{"process", "oci://some/dir", "tar://" + dir + "/o.tar"}, 1, "not implemented yet"},
+		{"oci:// is not a source", []string{"process", "oci://some/dir", "tar://" + dir + "/o.tar"}, 2, "oci-layout://PATH"},
 		{"check of a missing file", []string{"check", "tar://" + dir + "/none.tar"}, 1, "no such file"},
 		{"bad compression flag", []string{"--compression", "lz4", "process", "tar://x", "tar://y"}, 2, "compression"},
 	} {

@@ -113,12 +113,6 @@ var sourceSchemes = []schemeSpec{
 		},
 	},
 	{
-		name:    "oci",
-		form:    "oci://PATH",
-		summary: "read an OCI image layout directory",
-		file:    true,
-	},
-	{
 		name:    "oci-layout",
 		form:    "oci-layout://PATH[?tag=TAG][&os=OS&arch=ARCH&variant=V]",
 		summary: "read an image from an OCI image layout directory (as skopeo's oci:PATH:TAG, umoci, crane, BuildKit)",

@@ -68,8 +68,14 @@ func Parse(s string, role Role) (URI, error) {
 	}
 	spec, ok := lookupScheme(role, scheme)
 	if !ok {
-		return URI{}, newErr(ErrUnknownScheme, "unknown %s scheme %q: valid %s schemes are %s",
-			role, scheme, role, strings.Join(schemeNames(role), ", "))
+		hint := ""
+		if scheme == "oci" && role == Source {
+			// skopeo's oci:PATH is an image layout; ours is a runtime
+			// bundle, which only an output writes.
+			hint = " (oci:// writes an OCI runtime bundle; to read an OCI image layout use oci-layout://PATH)"
+		}
+		return URI{}, newErr(ErrUnknownScheme, "unknown %s scheme %q: valid %s schemes are %s%s",
+			role, scheme, role, strings.Join(schemeNames(role), ", "), hint)
 	}
 
 	beforeQuery, query, _ := strings.Cut(rest, "?")

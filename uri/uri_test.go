@@ -49,7 +49,6 @@ func TestParse(t *testing.T) {
 		{"tar://file.tar", Source, "tar", "file.tar", "file.tar", nil},
 		{"tar://image.tar", Source, "tar", "image.tar", "image.tar", nil},
 		{"tar:///path/to/file.tar", Source, "tar", "", "/path/to/file.tar", nil},
-		{"oci:///srv/layout", Source, "oci", "", "/srv/layout", nil},
 
 		// Destinations documented in the README.
 		{"tar://busybox.tar", Dest, "tar", "busybox.tar", "busybox.tar", nil},
@@ -146,7 +145,7 @@ func TestParseErrors(t *testing.T) {
 		msg  string // exact message, or a substring when prefixed by "~"
 	}{
 		// No scheme.
-		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, dir, oci, oci-layout, oci-archive)`},
+		{"x", Source, ErrSyntax, `missing scheme in URI "x": use SCHEME://..., for example tar://image.tar (valid source schemes: registry, docker, dockerpush, tar, dir, oci-layout, oci-archive)`},
 		{"out", Dest, ErrSyntax, `missing scheme in URI "out": use SCHEME://..., for example tar://image.tar (valid destination schemes: tar, dir, oci, oci-layout, oci-archive, mounts, docker, registry)`},
 		{"/tmp/image.tar", Source, ErrSyntax, "~missing scheme"},
 		{"", Source, ErrSyntax, "~missing scheme"},
@@ -156,7 +155,7 @@ func TestParseErrors(t *testing.T) {
 		{"1tar://x", Source, ErrSyntax, "~missing scheme"},
 
 		// Unknown schemes.
-		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, dir, oci, oci-layout, oci-archive`},
+		{"localhost:5000/x", Source, ErrUnknownScheme, `unknown source scheme "localhost": valid source schemes are registry, docker, dockerpush, tar, dir, oci-layout, oci-archive`},
 		{"busybox:latest", Source, ErrUnknownScheme, `~unknown source scheme "busybox"`},
 		{"dir://x?unique_names=true", Source, ErrUnknownOption, `unknown option "unique_names" for dir:// source: valid options are image, tag`},
 		{"dir://x?image=", Source, ErrInvalidValue, `~"image"`},
@@ -203,7 +202,7 @@ func TestParseErrors(t *testing.T) {
 		{"dir://?expand=true", Dest, ErrMissingPath, "dir:// URI requires a path"},
 		{"directory://", Dest, ErrMissingPath, "dir:// URI requires a path"},
 		{"oci://", Dest, ErrMissingPath, "oci:// URI requires a path"},
-		{"oci://", Source, ErrMissingPath, "oci:// URI requires a path"},
+		{"oci:///srv/layout", Source, ErrUnknownScheme, "~use oci-layout://PATH"},
 		{"mounts://", Dest, ErrMissingPath, "mounts:// URI requires a path"},
 		{"registry://", Source, ErrMissingPath, "registry:// URI requires a registry host, for example registry://docker.io/library/busybox:latest"},
 		{"registry:///library/busybox", Source, ErrMissingPath, "~requires a registry host"},
@@ -771,7 +770,7 @@ func TestSchemes(t *testing.T) {
 		aliases map[string][]string
 		options map[string][]string
 	}{
-		{Source, []string{"registry", "docker", "dockerpush", "tar", "dir", "oci", "oci-layout", "oci-archive"},
+		{Source, []string{"registry", "docker", "dockerpush", "tar", "dir", "oci-layout", "oci-archive"},
 			map[string][]string{"tar": {"file"}, "dir": {"directory"}, "oci-layout": {"ocidir"}},
 			map[string][]string{
 				"registry":    {"os", "arch", "architecture", "variant", "username", "password", "insecure", "max_workers"},
