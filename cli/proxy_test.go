@@ -9,38 +9,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/occystrap/occystrap/stages/stagetest"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/occystrap/occystrap/testdata/peers"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runningProxy is `occystrap proxy` running in-process.
 type runningProxy struct {
 	Addr   string
-	stderr *lockedBuffer
+	stderr *stagetest.LockedBuffer
 	stop   context.CancelFunc
 	done   chan struct{} // closed when Run has returned
 	code   int
@@ -71,7 +53,7 @@ func startProxy(t *testing.T, global []string, args ...string) *runningProxy {
 	addr := ln.Addr().String()
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &runningProxy{Addr: addr, stderr: &lockedBuffer{}, stop: cancel, done: make(chan struct{})}
+	p := &runningProxy{Addr: addr, stderr: &stagetest.LockedBuffer{}, stop: cancel, done: make(chan struct{})}
 	argv := append(slices.Clone(global), append([]string{"proxy", "--listen", addr}, args...)...)
 	go func() {
 		p.code = Run(ctx, argv, &bytes.Buffer{}, p.stderr)

@@ -16,6 +16,7 @@ import (
 	"github.com/occystrap/occystrap/engine"
 	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/stagetest"
 	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/opencontainers/go-digest"
@@ -40,28 +41,6 @@ func toDir(t *testing.T, out string, img imagegen.Image, f imagegen.Format, uniq
 		t.Fatal(err)
 	}
 	return res
-}
-
-// collectInput runs in and returns every element it sent. The bodies are
-// closed when the test ends.
-func collectInput(t *testing.T, in stages.Input) ([]elements.Element, error) {
-	t.Helper()
-	ch := make(chan elements.Element)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- in.Run(context.Background(), ch)
-		close(ch)
-	}()
-	var els []elements.Element
-	for el := range ch {
-		els = append(els, el)
-	}
-	t.Cleanup(func() {
-		for i := range els {
-			els[i].Close()
-		}
-	})
-	return els, <-errc
 }
 
 // checkElements checks the elements an Input sent for the image res
@@ -142,7 +121,7 @@ func TestInputRun(t *testing.T) {
 				tc.edit(t, dir)
 			}
 			in := NewInput(dir, tc.sel, stages.Env{})
-			els, err := collectInput(t, in)
+			els, err := stagetest.Collect(t, in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +157,7 @@ func TestInputOriginalLayout(t *testing.T) {
 	m[0].RepoTags = []string{"sample:v1"}
 	writeJSONFile(t, filepath.Join(dir, manifest), m)
 
-	els, err := collectInput(t, NewInput(dir, Selection{}, stages.Env{}))
+	els, err := stagetest.Collect(t, NewInput(dir, Selection{}, stages.Env{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +430,7 @@ func TestInputErrors(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(t, dir)
 			}
-			els, err := collectInput(t, NewInput(dir, tc.sel, stages.Env{}))
+			els, err := stagetest.Collect(t, NewInput(dir, tc.sel, stages.Env{}))
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("error %v\nwant it to contain %q", err, want)
 			}
@@ -478,7 +457,7 @@ func TestInputCorruptLayer(t *testing.T) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	els, err := collectInput(t, NewInput(dir, Selection{}, stages.Env{}))
+	els, err := stagetest.Collect(t, NewInput(dir, Selection{}, stages.Env{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/occystrap/occystrap/engine"
 	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/stagetest"
 	"github.com/occystrap/occystrap/stages/tarball"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/occystrap/occystrap/uri"
@@ -107,28 +107,10 @@ type result struct {
 	filter      *Filter
 }
 
-// lockedBuffer is a log sink safe for the scanner goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func runSearch(t *testing.T, opts Options, format string, out stages.Output, els ...elements.Element) result {
 	t.Helper()
 	var stdout bytes.Buffer
-	var logs lockedBuffer
+	var logs stagetest.LockedBuffer
 	f, err := New(opts, stages.Env{Stdout: &stdout, OutputFormat: format, Log: zerolog.New(&logs)})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package tarball
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/stages"
+	"github.com/occystrap/occystrap/stages/stagetest"
 	"github.com/occystrap/occystrap/testdata/imagegen"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -33,28 +33,6 @@ func writeImage(t *testing.T, img imagegen.Image, f imagegen.Format) (string, im
 		t.Fatal(err)
 	}
 	return p, res
-}
-
-// collect runs in and returns every element it sent. The bodies are closed
-// when the test ends.
-func collect(t *testing.T, in stages.Input) ([]elements.Element, error) {
-	t.Helper()
-	ch := make(chan elements.Element)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- in.Run(context.Background(), ch)
-		close(ch)
-	}()
-	var els []elements.Element
-	for el := range ch {
-		els = append(els, el)
-	}
-	t.Cleanup(func() {
-		for i := range els {
-			els[i].Close()
-		}
-	})
-	return els, <-errc
 }
 
 func compressionOf(c string) elements.Compression {
@@ -96,7 +74,7 @@ func TestInputRun(t *testing.T) {
 	for _, tc := range inputCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			path, res := writeImage(t, tc.img, tc.format)
-			els, err := collect(t, NewInput(path, stages.Env{}))
+			els, err := stagetest.Collect(t, NewInput(path, stages.Env{}))
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -202,7 +180,7 @@ func TestInputLayersOpen(t *testing.T) {
 	for _, tc := range inputCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			path, res := writeImage(t, tc.img, tc.format)
-			els, err := collect(t, NewInput(path, stages.Env{}))
+			els, err := stagetest.Collect(t, NewInput(path, stages.Env{}))
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -306,7 +284,7 @@ func TestDescribeReadsNoLayer(t *testing.T) {
 			if d.Reference != tc.img.RepoTag || !bytes.Equal(d.Config, res.Config) {
 				t.Errorf("Describe = %q and %d config bytes", d.Reference, len(d.Config))
 			}
-			els, err := collect(t, NewInput(path, stages.Env{}))
+			els, err := stagetest.Collect(t, NewInput(path, stages.Env{}))
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -364,7 +342,7 @@ func compress(t *testing.T, kind string, b []byte) []byte {
 // the first error.
 func runAll(t *testing.T, path string) error {
 	t.Helper()
-	els, err := collect(t, NewInput(path, stages.Env{}))
+	els, err := stagetest.Collect(t, NewInput(path, stages.Env{}))
 	if err != nil {
 		return err
 	}
