@@ -17,6 +17,7 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/occystrap/occystrap/elements"
@@ -56,6 +57,25 @@ type Result struct {
 type Resulter interface {
 	Result() Result
 }
+
+// Verifier is implemented by outputs that can check what their last
+// successful Run wrote by reading it back (process --verify, on by
+// default): every piece the image needs is there, where and as large as
+// its manifest says. With full, every layer is also read through as a tar
+// and checked against its diff ID (--verify-full). An error says what is
+// wrong; it wraps ErrVerify.
+type Verifier interface {
+	Verify(ctx context.Context, full bool) (Verified, error)
+}
+
+// Verified describes a successful verification.
+type Verified struct {
+	Layers  int    // layers checked
+	Message string // for the log, e.g. "All 3 layers verified in tarball"
+}
+
+// ErrVerify is wrapped by verification failures.
+var ErrVerify = errors.New("verification failed")
 
 // Env is what factories get besides the parsed URI: shared settings and
 // services. Factories validate and do no I/O; I/O happens in Run.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/occystrap/occystrap/elements"
 	"github.com/occystrap/occystrap/engine"
+	"github.com/occystrap/occystrap/engine/flow"
 	"github.com/occystrap/occystrap/stages"
 	"github.com/occystrap/occystrap/stages/registry"
 	"github.com/occystrap/occystrap/stages/regserver"
@@ -572,7 +573,7 @@ func (in *pushedImage) Run(ctx context.Context, out chan<- elements.Element) err
 		if el.Kind == elements.KindLayer {
 			el.Body = &lazyBody{ctx: ctx, open: in.blobs[i-1]}
 		}
-		if err := sendElement(ctx, out, el); err != nil {
+		if err := flow.Send(ctx, out, el); err != nil {
 			return err
 		}
 	}
@@ -604,17 +605,6 @@ func (l *lazyBody) Close() error {
 		return nil
 	}
 	return l.rc.Close()
-}
-
-// sendElement sends el, closing its body if ctx ends first.
-func sendElement(ctx context.Context, out chan<- elements.Element, el elements.Element) error {
-	select {
-	case out <- el:
-		return nil
-	case <-ctx.Done():
-		el.Close()
-		return context.Cause(ctx)
-	}
 }
 
 // pullThrough answers manifest and blob reads the local registry cannot
