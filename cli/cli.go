@@ -5,6 +5,8 @@ package cli
 
 import (
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+	"math"
 
 	"context"
 	"errors"
@@ -40,22 +42,26 @@ const defaultBudget = 32 << 20
 // in the original tool, each bound to its OCCYSTRAP_* variable where the
 // original had one.
 type Globals struct {
-	Verbose      bool   `help:"Log per-layer detail (debug level) to stderr."`
-	Debug        bool   `help:"Log everything, including per-request detail (trace level), to stderr."`
-	OS           string `name:"os" default:"linux" help:"Operating system to pick from a multi-platform image."`
-	Architecture string `default:"amd64" help:"CPU architecture to pick from a multi-platform image."`
-	Variant      string `help:"CPU variant to pick from a multi-platform image (for example v8)."`
-	Username     string `env:"OCCYSTRAP_USERNAME" help:"Registry user name."`
-	Password     string `env:"OCCYSTRAP_PASSWORD" help:"Registry password or token."`
-	Insecure     bool   `help:"Talk plain HTTP to registries."`
-	Compression  string `env:"OCCYSTRAP_COMPRESSION" enum:"gzip,zstd," default:"" help:"Layer compression for registry pushes: gzip (default) or zstd."`
-	Parallel     int    `short:"j" env:"OCCYSTRAP_PARALLEL" default:"4" help:"Layers transferred or compressed at once."`
-	TempDir      string `env:"OCCYSTRAP_TEMP_DIR" type:"path" help:"Directory for temporary files (default: the system's)."`
-	LayerCache   string `env:"OCCYSTRAP_LAYER_CACHE" type:"path" help:"JSON file caching pushed layers across runs (registry destinations)."`
-	OutputFormat string `short:"O" enum:"text,json" default:"text" help:"Format of command results on stdout: text or json."`
-	Retries      int    `env:"OCCYSTRAP_RETRIES" default:"3" help:"Retries for transient network failures."`
-	Stats        bool   `help:"Print per-stage statistics (elements, bytes, busy and waiting time) to stderr at the end."`
-	CPUProfile   string `name:"cpu-profile" hidden:"" type:"path" help:"Write a Go CPU profile to this file."`
+	Verbose       bool    `help:"Log per-layer detail (debug level) to stderr."`
+	Debug         bool    `help:"Log everything, including per-request detail (trace level), to stderr."`
+	OS            string  `name:"os" default:"linux" help:"Operating system to pick from a multi-platform image."`
+	Architecture  string  `default:"amd64" help:"CPU architecture to pick from a multi-platform image."`
+	Variant       string  `help:"CPU variant to pick from a multi-platform image (for example v8)."`
+	Username      string  `env:"OCCYSTRAP_USERNAME" help:"Registry user name."`
+	Password      string  `env:"OCCYSTRAP_PASSWORD" help:"Registry password or token."`
+	Insecure      bool    `help:"Talk plain HTTP to registries."`
+	Compression   string  `env:"OCCYSTRAP_COMPRESSION" enum:"gzip,zstd," default:"" help:"Layer compression for registry pushes: gzip (default) or zstd."`
+	Parallel      int     `short:"j" env:"OCCYSTRAP_PARALLEL" default:"4" help:"Layers transferred or compressed at once."`
+	TempDir       string  `env:"OCCYSTRAP_TEMP_DIR" type:"path" help:"Directory for temporary files (default: the system's)."`
+	LayerCache    string  `env:"OCCYSTRAP_LAYER_CACHE" type:"path" help:"JSON file caching pushed layers across runs (registry destinations)."`
+	OutputFormat  string  `short:"O" enum:"text,json" default:"text" help:"Format of command results on stdout: text or json."`
+	Retries       int     `env:"OCCYSTRAP_RETRIES" default:"3" help:"Retries for transient network failures."`
+	Stats         bool    `help:"Print per-stage statistics (elements, bytes, busy and waiting time) to stderr at the end."`
+	RateLimit     float64 `env:"OCCYSTRAP_RATE_LIMIT" help:"Most registry requests per second, over all connections and retries (default: no limit)."`
+	Verify        bool    `default:"true" negatable:"" help:"After process, read the output back and check it (tarball, directory, registry); --no-verify skips it."`
+	VerifyFull    bool    `help:"Verify, and also read every layer through as a tar and check its diff ID."`
+	ImageParallel int     `short:"J" default:"3" help:"Images processed at once by multi-image sources; accepted for compatibility (every source of this version is one image)."`
+	CPUProfile    string  `name:"cpu-profile" hidden:"" type:"path" help:"Write a Go CPU profile to this file."`
 }
 
 // CLI is the whole command line.
@@ -80,6 +86,9 @@ type app struct {
 	log    zerolog.Logger
 	g      *Globals
 	tty    bool
+	// limiter paces registry requests (--rate-limit), shared by every
+	// client of the run; nil for none.
+	limiter *rate.Limiter
 }
 
 // env builds the stages' environment from the global options.
@@ -96,6 +105,7 @@ func (a *app) env() stages.Env {
 		Insecure:     a.g.Insecure,
 		Compression:  a.g.Compression,
 		Retries:      a.g.Retries,
+		Limiter:      a.limiter,
 		Progress:     newProgress(a),
 		Stdout:       a.stdout,
 		OutputFormat: a.g.OutputFormat,
@@ -134,6 +144,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	a := &app{ctx: ctx, stdout: stdout, stderr: stderr, g: &c.Globals, tty: isTerminal(stderr)}
 	a.log = newLogger(stderr, &c.Globals, a.tty)
+	switch r := c.RateLimit; {
+	case r < 0 || math.IsNaN(r) || math.IsInf(r, 0):
+		fmt.Fprintf(stderr, "Error: --rate-limit %v: give requests per second, a positive number (or 0 for no limit)\n", r)
+		return exitUsage
+	case r > 0:
+		a.limiter = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
+	}
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
 		if err != nil {

@@ -89,20 +89,48 @@ func (a *app) process(source, destination string, filterSpecs []string) error {
 	if err != nil {
 		return err
 	}
-	if a.g.OutputFormat == "json" {
-		var res stages.Result
-		if r, ok := p.Output.(stages.Resulter); ok {
-			res = r.Result()
+	verified, err := a.verify(p.Output)
+	if err != nil {
+		return err
+	}
+	var res stages.Result
+	r, hasResult := p.Output.(stages.Resulter)
+	if hasResult {
+		res = r.Result()
+		note := ""
+		if verified {
+			note = ", verified OK"
 		}
+		a.log.Info().Msgf("Summary: %d layers, %.1f MB, %.1fs%s", res.Layers, float64(res.Bytes)/1e6, time.Since(start).Seconds(), note)
+	}
+	if a.g.OutputFormat == "json" {
 		out := struct {
 			stages.Result
-			Seconds float64 `json:"seconds"`
-		}{res, time.Since(start).Seconds()}
+			Seconds  float64 `json:"seconds"`
+			Verified bool    `json:"verified"`
+		}{res, time.Since(start).Seconds(), verified}
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
 	return nil
+}
+
+// verify reads back what the output wrote (--verify, on by default;
+// --verify-full reads every layer too), when the output can. It reports
+// whether it did.
+func (a *app) verify(out stages.Output) (bool, error) {
+	v, ok := out.(stages.Verifier)
+	if !ok || !(a.g.Verify || a.g.VerifyFull) {
+		return false, nil
+	}
+	start := time.Now()
+	res, err := v.Verify(a.ctx, a.g.VerifyFull)
+	if err != nil {
+		return false, fmt.Errorf("%w (the output was written; --no-verify skips this check)", err)
+	}
+	a.log.Info().Dur("took", time.Since(start).Round(time.Millisecond)).Bool("full", a.g.VerifyFull).Msg(res.Message)
+	return true, nil
 }
 
 func (a *app) printStats(reports []flow.StageReport) {

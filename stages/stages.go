@@ -24,6 +24,7 @@ import (
 	"github.com/occystrap/occystrap/engine/flow"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // Input produces the elements of one image on out. It returns when it has
@@ -88,9 +89,10 @@ type Env struct {
 	Platform    ocispec.Platform // platform to pick from a multi-platform index
 	Username    string           // registry credentials
 	Password    string
-	Insecure    bool   // plain HTTP (or unverified TLS) for registries
-	Compression string // layer compression for outputs that compress: gzip or zstd
-	Retries     int    // retries for transient network failures
+	Insecure    bool          // plain HTTP (or unverified TLS) for registries
+	Compression string        // layer compression for outputs that compress: gzip or zstd
+	Retries     int           // retries for transient network failures
+	Limiter     *rate.Limiter // --rate-limit: paces every registry request; nil for none
 	Progress    Progress
 	// Stdout is where stages that produce a command's result (the search
 	// filter's report) print it; logs never go there. nil discards.

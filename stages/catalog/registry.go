@@ -54,7 +54,7 @@ func registrySettings(u uri.URI, env stages.Env) (uri.Reference, registry.Option
 		return ref, registry.Options{}, err
 	}
 	copts := registry.Options{Log: env.Log, Username: env.Username, Password: env.Password,
-		Insecure: env.Insecure, Retries: env.Retries, Conns: env.Parallel}
+		Insecure: env.Insecure, Retries: env.Retries, Conns: env.Parallel, Limiter: env.Limiter}
 	if user, pass, ok := u.Userinfo(); ok {
 		copts.Username, copts.Password = user, pass
 	}

@@ -226,7 +226,7 @@ func (p *Proxy) repo(name string) string {
 func (p *Proxy) clientOptions() registry.Options {
 	env := p.opts.Env
 	return registry.Options{Log: env.Log, Username: env.Username, Password: env.Password,
-		Insecure: env.Insecure, Retries: env.Retries, Conns: max(env.Parallel, 1)}
+		Insecure: env.Insecure, Retries: env.Retries, Conns: max(env.Parallel, 1), Limiter: env.Limiter}
 }
 
 // downstream returns the client for the downstream repository of name.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/occystrap/occystrap/uri"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/retry"
@@ -53,6 +54,9 @@ type Options struct {
 	// Conns is how many connections to keep open to the registry (at
 	// least the number of parallel transfers).
 	Conns int
+	// Limiter, when set, paces every request (retries included) of every
+	// client that shares it (--rate-limit).
+	Limiter *rate.Limiter
 }
 
 // Client talks to one repository of one registry. It is safe for
@@ -91,8 +95,12 @@ func NewClient(host, repo string, actions []string, opts Options) *Client {
 		MaxWait:   60 * time.Second,
 		MaxRetry:  max(opts.Retries, 0),
 	}
+	var base http.RoundTripper = transport
+	if opts.Limiter != nil {
+		base = &limitedTransport{base: transport, lim: opts.Limiter}
+	}
 	hc := &http.Client{
-		Transport: &retry.Transport{Base: transport, Policy: func() retry.Policy { return policy }},
+		Transport: &retry.Transport{Base: base, Policy: func() retry.Policy { return policy }},
 		// Go drops Authorization when a redirect leaves the original
 		// host (blob storage on another domain); we rely on that, and a
 		// test checks it.
@@ -112,6 +120,23 @@ func NewClient(host, repo string, actions []string, opts Options) *Client {
 	}
 	c.http.SetUserAgent("Mozilla/5.0 (Linux x86_64) occystrap/" + Version)
 	return c
+}
+
+// limitedTransport waits for its limiter before each request. It is
+// under the retry transport, so retries are paced too.
+type limitedTransport struct {
+	base http.RoundTripper
+	lim  *rate.Limiter
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.lim.Wait(req.Context()); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	return t.base.RoundTrip(req)
 }
 
 // Host returns the registry host the client talks to.
