@@ -48,6 +48,9 @@ type Output struct {
 	log      zerolog.Logger
 	progress stages.Progress
 	result   stages.Result
+	// written and manifest are the directory and manifest file name the
+	// last successful Run committed, for Verify.
+	written, manifest string
 }
 
 // NewOutput returns an Output writing into the directory at path. It does
@@ -75,7 +78,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		image, tag = "unknown", "unknown"
 		ref        string
 		configName string
-		layers     []string
+		layers     = []string{} // [] rather than null in the manifest of an image with no layers, as the original wrote
 		total      int64
 		unpacker   *unpack.Unpacker
 		stem       = "manifest"
@@ -188,6 +191,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		return err
 	}
 	o.result = stages.Result{Image: ref, Bytes: total, Layers: len(layers), Path: o.path}
+	o.written, o.manifest = o.path, manifestName
 	o.log.Info().Msgf("Processed %d bytes in %d layers in %.1f seconds", total, len(layers), time.Since(start).Seconds())
 	return nil
 }

@@ -26,6 +26,7 @@ type Output struct {
 	log      zerolog.Logger
 	progress stages.Progress
 	result   stages.Result
+	written  string // the tarball the last successful Run committed, for Verify
 }
 
 // NewOutput returns an Output writing the tarball at path. It does no I/O.
@@ -133,6 +134,7 @@ func (o *Output) Run(ctx context.Context, in <-chan elements.Element) error {
 		return err
 	}
 	o.result = stages.Result{Image: ref, Bytes: total, Layers: len(layers), Path: o.path}
+	o.written = o.path
 	o.log.Info().Msgf("Processed %d bytes in %d layers in %.1f seconds", total, len(layers), time.Since(start).Seconds())
 	return nil
 }
