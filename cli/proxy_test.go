@@ -205,15 +205,7 @@ func TestProxyMultiPlatform(t *testing.T) {
 	peers.Need(t, "skopeo")
 	down := peers.StartTestRegistry(t, peers.RegistryOptions{})
 	ctx := ctxMinutes(t, 3)
-	platforms := []ocispec.Platform{
-		{OS: "linux", Architecture: "amd64"},
-		{OS: "linux", Architecture: "arm64", Variant: "v8"},
-		{OS: "linux", Architecture: "arm", Variant: "v7"},
-	}
-	layout, err := peers.BuildMultiPlatformLayout(t.TempDir(), platforms)
-	if err != nil {
-		t.Fatal(err)
-	}
+	platforms, layout := multiPlatformLayout(t)
 	px := startProxy(t, nil, "--downstream", down.Host, "-f", "normalize-timestamps:ts=77")
 	if _, err := peers.SkopeoCopy(ctx, "--all", "--dest-tls-verify=false", "oci:"+layout.Dir+":"+layout.Tag, "docker://"+px.Addr+"/multi:v1"); err != nil {
 		t.Fatal(err)

@@ -285,15 +285,7 @@ func TestMultiPlatformIndex(t *testing.T) {
 	peers.Need(t, "skopeo")
 	r := peers.StartTestRegistry(t, peers.RegistryOptions{})
 	ctx := ctxMinutes(t, 2)
-	platforms := []ocispec.Platform{
-		{OS: "linux", Architecture: "amd64"},
-		{OS: "linux", Architecture: "arm64", Variant: "v8"},
-		{OS: "linux", Architecture: "arm", Variant: "v7"},
-	}
-	layout, err := peers.BuildMultiPlatformLayout(t.TempDir(), platforms)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, layout := multiPlatformLayout(t)
 	if err := r.SkopeoPush(ctx, "oci:"+layout.Dir+":"+layout.Tag, "multi:v1", peers.SkopeoOptions{All: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -613,4 +605,21 @@ func TestRegistryLayerCache(t *testing.T) {
 	if s := push(other.Host, "cache/c:v1"); !strings.Contains(s, "uploaded=4") {
 		t.Errorf("a registry without the blobs did not get them:\n%s", s)
 	}
+}
+
+// multiPlatformLayout builds an OCI layout holding a three-platform index
+// (linux/amd64, linux/arm64/v8, linux/arm/v7) and returns the platforms
+// in index order.
+func multiPlatformLayout(t *testing.T) ([]ocispec.Platform, *peers.MultiPlatformLayout) {
+	t.Helper()
+	platforms := []ocispec.Platform{
+		{OS: "linux", Architecture: "amd64"},
+		{OS: "linux", Architecture: "arm64", Variant: "v8"},
+		{OS: "linux", Architecture: "arm", Variant: "v7"},
+	}
+	layout, err := peers.BuildMultiPlatformLayout(t.TempDir(), platforms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return platforms, layout
 }
