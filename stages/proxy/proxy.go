@@ -21,6 +21,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,9 +77,8 @@ type Options struct {
 
 // Stats counts what a proxy did.
 type Stats struct {
-	Pushed, Failed          int64 // images pushed through, and pushes that failed
-	Pulled, Hits, Misses    int64 // pull-through: images copied, manifests found downstream, and not
-	PullFailed, IndexPushed int64 // pull-through copies that failed; indexes pushed
+	Pushed, Failed       int64 // images pushed through, and pushes that failed
+	Pulled, Hits, Misses int64 // pull-through: images copied, manifests found downstream, and not
 }
 
 // Proxy is a running proxy.
@@ -106,7 +106,7 @@ type Proxy struct {
 	copied  map[string]digest.Digest       // name:ref -> the upstream manifest it was copied from
 	clients map[string]*registry.Client    // "down/" or "up/" + repository -> client
 
-	pushed, failed, pulled, hits, misses, pullFailed, indexes atomic.Int64
+	pushed, failed, pulled, hits, misses atomic.Int64
 }
 
 // sentKey names a manifest received: its repository and digest.
@@ -196,7 +196,7 @@ func (p *Proxy) Addr() string { return p.srv.Addr() }
 // Stats returns what the proxy did so far.
 func (p *Proxy) Stats() Stats {
 	return Stats{Pushed: p.pushed.Load(), Failed: p.failed.Load(), Pulled: p.pulled.Load(),
-		Hits: p.hits.Load(), Misses: p.misses.Load(), PullFailed: p.pullFailed.Load(), IndexPushed: p.indexes.Load()}
+		Hits: p.hits.Load(), Misses: p.misses.Load()}
 }
 
 // Shutdown stops accepting connections, lets images being processed
@@ -518,7 +518,6 @@ func (p *Proxy) pushIndex(ctx context.Context, m *regserver.Manifest) error {
 	}
 	d := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 	p.remember(m, d)
-	p.indexes.Add(1)
 	p.log.Info().Str("destination", p.downHost+"/"+p.repo(m.Repo)+":"+ref).Str("digest", d.Digest.String()).
 		Int("images", len(ix.Manifests)).Msg("index sent downstream")
 	return nil
@@ -558,9 +557,9 @@ func (in *pushedImage) Run(ctx context.Context, out chan<- elements.Element) err
 	}
 	els := []elements.Element{
 		{Kind: elements.KindImage, Name: in.name, Index: -1, MediaType: in.manifest.MediaType, Digest: in.manifest.Digest,
-			Size: int64(len(in.manifest.Raw)), Body: io.NopCloser(strings.NewReader(string(in.manifest.Raw)))},
+			Size: int64(len(in.manifest.Raw)), Body: io.NopCloser(bytes.NewReader(in.manifest.Raw))},
 		{Kind: elements.KindConfig, Name: in.image.Config.Digest.Encoded() + ".json", Index: -1, MediaType: in.image.Config.MediaType,
-			Digest: in.image.Config.Digest, Size: int64(len(config)), Body: io.NopCloser(strings.NewReader(string(config)))},
+			Digest: in.image.Config.Digest, Size: int64(len(config)), Body: io.NopCloser(bytes.NewReader(config))},
 	}
 	for i, l := range in.image.Layers {
 		if err := cfg.RootFS.DiffIDs[i].Validate(); err != nil {
@@ -700,7 +699,6 @@ func (p *Proxy) serveManifest(w http.ResponseWriter, r *http.Request, name, ref 
 	stop()
 	cancel()
 	if err != nil {
-		p.pullFailed.Add(1)
 		p.log.Error().Err(err).Str("image", name+":"+ref).Msg("pull-through copy failed")
 		p.fail(w, r, &upstreamError{err})
 		return
@@ -848,12 +846,7 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, name string, d
 // writeManifest sends a manifest with its type and digest.
 func writeManifest(w http.ResponseWriter, r *http.Request, m registry.Manifest) {
 	h := w.Header()
-	h.Set("Content-Type", strings.Map(func(r rune) rune { // the downstream's data
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, m.MediaType))
+	regserver.SetHeader(w, "Content-Type", m.MediaType) // the downstream's data
 	h.Set("Docker-Content-Digest", m.Digest.String())
 	h.Set("Content-Length", strconv.Itoa(len(m.Raw)))
 	w.WriteHeader(http.StatusOK)

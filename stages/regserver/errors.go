@@ -86,6 +86,11 @@ func setHeader(w http.ResponseWriter, key, value string) {
 	w.Header().Set(key, safe(value))
 }
 
+// SetHeader sets a response header whose value comes from outside (a
+// request, another registry), with its control characters removed, for
+// programs that answer some requests themselves (Options.Middleware).
+func SetHeader(w http.ResponseWriter, key, value string) { setHeader(w, key, value) }
+
 // WriteError sends err as a distribution API error body: a *Error keeps
 // its status and code, anything else is a 500. Programs that answer some
 // requests themselves (Options.Middleware) use it to answer alike.
